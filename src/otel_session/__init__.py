@@ -1,0 +1,41 @@
+"""Session-scoped OpenTelemetry logs: session ids on every record, a level per session, and the
+records of a run captured so they can be shown to its user."""
+
+from otel_session.capture import Capture, capture
+from otel_session.configure import Telemetry, configure
+from otel_session.file_exporter import OtlpJsonFileExporter
+from otel_session.levels import INHERIT, parse_level, resolve_level
+from otel_session.processor import SessionLogProcessor
+from otel_session.propagation import (
+    extract_env,
+    extract_headers,
+    extract_payload,
+    inject_env,
+    inject_headers,
+    inject_payload,
+)
+from otel_session.records import Record
+from otel_session.session import SessionInfo, attach, current, session
+
+__all__ = [
+    "INHERIT",
+    "Capture",
+    "OtlpJsonFileExporter",
+    "Record",
+    "SessionInfo",
+    "SessionLogProcessor",
+    "Telemetry",
+    "attach",
+    "capture",
+    "configure",
+    "current",
+    "extract_env",
+    "extract_headers",
+    "extract_payload",
+    "inject_env",
+    "inject_headers",
+    "inject_payload",
+    "parse_level",
+    "resolve_level",
+    "session",
+]

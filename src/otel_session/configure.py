@@ -1,0 +1,214 @@
+"""`configure()`: the one place that builds providers, the stdlib bridge and exporters.
+
+OTel's global providers can be set once per process, so the first call sets (or adopts) them and
+registers one `SessionLogProcessor`; every later call only re-points that processor (exporter,
+level, limits, baggage keys). That is what makes it safe to call from code that is reloaded, such
+as an Open WebUI function, and lets tests swap exporters freely.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry._logs import get_logger_provider, set_logger_provider
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    ConsoleLogRecordExporter,
+    InMemoryLogRecordExporter,
+    LogRecordExporter,
+    SimpleLogRecordProcessor,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_session.capture import registry
+from otel_session.file_exporter import OtlpJsonFileExporter, log_dir
+from otel_session.levels import parse_level, resolve_level, state
+from otel_session.processor import DEFAULT_BAGGAGE_KEYS, SessionLogProcessor
+
+logger = logging.getLogger(__name__)
+
+EXPORTERS = ("otlp", "file", "console", "memory", "none")
+
+
+class _DropOtelInternals(logging.Filter):
+    """The SDK's own warnings (say, an export failure) must not feed back into the export."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "opentelemetry" or record.name.startswith("opentelemetry."))
+
+
+@dataclass
+class Telemetry:
+    """What `configure()` built; `memory_exporter` is set for the `memory` exporter."""
+
+    service_name: str
+    exporter_name: str
+    logger_provider: LoggerProvider
+    tracer_provider: TracerProvider | None
+    processor: SessionLogProcessor
+    exporter: LogRecordExporter | None
+    memory_exporter: InMemoryLogRecordExporter | None = None
+    attached: bool = False  # True when the providers were someone else's
+    _owned: bool = field(default=False, repr=False)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.processor.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Flush and close this pipeline's exporter; a later `configure()` builds a new one."""
+        inner, self.processor.inner = self.processor.inner, None
+        if inner is not None:
+            inner.shutdown()
+
+
+_lock = threading.RLock()
+_current: Telemetry | None = None
+
+
+def _exporter_name(exporter: str | None) -> str:
+    if exporter is None:
+        env = os.environ.get("OTEL_LOGS_EXPORTER", "").strip()
+        if env:
+            names = [n.strip().lower() for n in env.split(",") if n.strip()]
+            if len(names) > 1:
+                logger.warning("OTEL_LOGS_EXPORTER=%s: only one exporter is supported; using %s", env, names[0])
+            exporter = names[0] if names else ""
+        elif os.environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            exporter = "otlp"
+        else:
+            exporter = "file"
+    name = exporter.strip().lower()
+    if name not in EXPORTERS:
+        raise ValueError(f"unknown log exporter {exporter!r}: use one of {', '.join(EXPORTERS)}")
+    return name
+
+
+def _build_pipeline(
+    exporter: str | LogRecordExporter | None, service_name: str
+) -> tuple[str, LogRecordExporter | None, LogRecordProcessor | None, bool]:
+    """(name, exporter, exporting processor, whether we own the exporter)."""
+    if isinstance(exporter, LogRecordExporter):
+        return type(exporter).__name__, exporter, SimpleLogRecordProcessor(exporter), False
+    if exporter is not None and not isinstance(exporter, str):
+        raise TypeError(f"exporter must be a name or a LogRecordExporter, not {type(exporter).__name__}")
+    name = _exporter_name(exporter)
+    built: LogRecordExporter
+    if name == "none":
+        return name, None, None, True
+    if name == "memory":
+        built = InMemoryLogRecordExporter()
+        return name, built, SimpleLogRecordProcessor(built), True
+    if name == "console":
+        built = ConsoleLogRecordExporter()
+        return name, built, SimpleLogRecordProcessor(built), True
+    if name == "file":
+        built = OtlpJsonFileExporter(log_dir(), service_name)
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        built = OTLPLogExporter()
+    return name, built, BatchLogRecordProcessor(built), True
+
+
+def _install_handler(provider: LoggerProvider) -> None:
+    root = logging.getLogger()
+    if any(isinstance(h, (LoggingHandler, SdkLoggingHandler)) for h in root.handlers):
+        return
+    handler = LoggingHandler(logger_provider=provider)
+    handler.addFilter(_DropOtelInternals())
+    root.addHandler(handler)
+
+
+def _providers(resource: Resource) -> tuple[LoggerProvider, TracerProvider | None, bool]:
+    """Adopt SDK providers someone else set globally; otherwise set ours."""
+    attached = False
+    existing = get_logger_provider()
+    if isinstance(existing, LoggerProvider):
+        logger_provider, attached = existing, True
+    else:
+        logger_provider = LoggerProvider(resource=resource)
+        set_logger_provider(logger_provider)
+    existing_tracer = trace.get_tracer_provider()
+    if isinstance(existing_tracer, TracerProvider):
+        tracer_provider = existing_tracer
+    else:
+        tracer_provider = TracerProvider(resource=resource)
+        trace.set_tracer_provider(tracer_provider)
+        if trace.get_tracer_provider() is not tracer_provider:  # someone else's non-SDK provider
+            tracer_provider = None
+    return logger_provider, tracer_provider, attached
+
+
+def configure(
+    service_name: str | None = None,
+    exporter: str | LogRecordExporter | None = None,
+    level: str | int | None = None,
+    *,
+    baggage_keys: Sequence[str] | None = None,
+    capture_max_records: int | None = None,
+    capture_max_bytes: int | None = None,
+    capture_max_open: int | None = None,
+    capture_idle_ttl_s: float | None = None,
+) -> Telemetry:
+    """Set up (or re-point) session-scoped logging for this process; safe to call repeatedly."""
+    global _current
+    default_level = parse_level(level) if level is not None else resolve_level()
+    limits = {
+        k: v
+        for k, v in {
+            "capture_max_records": capture_max_records,
+            "capture_max_bytes": capture_max_bytes,
+            "capture_max_open": capture_max_open,
+            "capture_idle_ttl_s": capture_idle_ttl_s,
+        }.items()
+        if v is not None
+    }
+    with _lock:
+        registry.set_limits(**limits)  # validates before anything changes
+        name = service_name or os.environ.get("OTEL_SERVICE_NAME") or None
+        if _current is None:
+            resource = Resource.create({SERVICE_NAME: name} if name else {})
+            logger_provider, tracer_provider, attached = _providers(resource)
+            actual = str(logger_provider.resource.attributes.get(SERVICE_NAME, "unknown_service"))
+            processor = SessionLogProcessor(None, baggage_keys or DEFAULT_BAGGAGE_KEYS)
+            logger_provider.add_log_record_processor(processor)
+        else:
+            logger_provider, tracer_provider = _current.logger_provider, _current.tracer_provider
+            attached, processor, actual = _current.attached, _current.processor, _current.service_name
+            if name and name != actual:
+                logger.warning(
+                    "configure(service_name=%r) ignored: this process already logs as %r "
+                    "(the resource is fixed by the first configure())", name, actual,
+                )
+            if baggage_keys is not None:
+                processor.set_baggage_keys(baggage_keys)
+        exporter_name, built, inner, owned = _build_pipeline(exporter, actual)
+        old, old_owned = (_current.processor.inner, _current._owned) if _current else (None, False)
+        processor.inner = inner
+        if old is not None:
+            old.force_flush()
+            if old_owned:
+                old.shutdown()
+        _install_handler(logger_provider)
+        state.set_default(default_level)
+        _current = Telemetry(
+            service_name=actual,
+            exporter_name=exporter_name,
+            logger_provider=logger_provider,
+            tracer_provider=tracer_provider,
+            processor=processor,
+            exporter=built,
+            memory_exporter=built if isinstance(built, InMemoryLogRecordExporter) else None,
+            attached=attached,
+            _owned=owned,
+        )
+        return _current

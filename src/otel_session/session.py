@@ -1,0 +1,150 @@
+"""The session context: ids and level in OTel baggage, attached for a block of sync or async code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+from opentelemetry import baggage, context
+from opentelemetry.context import Context
+
+from otel_session import validation as v
+from otel_session.levels import level_name, parse_level, state
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str | None
+    user_id: str | None
+    user_name: str | None
+    log_level: int | None
+
+
+def _baggage_level(values: Mapping[str, object]) -> int | None:
+    raw = values.get(v.LOG_LEVEL)
+    if raw is None:
+        return None
+    try:
+        return parse_level(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def info_from(ctx: Context | None = None) -> SessionInfo | None:
+    """The session carried by `ctx` (default: the current context), or None outside any session."""
+    values = baggage.get_all(ctx)
+    ids = [values.get(k) for k in (v.SESSION_ID, v.USER_ID, v.USER_NAME)]
+    level = _baggage_level(values)
+    if level is None and all(x is None for x in ids):
+        return None
+    sid, uid, name = (x if isinstance(x, str) else None for x in ids)
+    return SessionInfo(session_id=sid, user_id=uid, user_name=name, log_level=level)
+
+
+def current() -> SessionInfo | None:
+    """The active session's ids and level, or None outside any session."""
+    return info_from()
+
+
+class _Attached:
+    """Attach a context for a block; while it is attached its session level counts as live."""
+
+    _token: object | None = None
+    _level: int | None = None
+
+    def _context(self) -> Context:
+        raise NotImplementedError
+
+    def __enter__(self) -> SessionInfo | None:
+        if self._token is not None:
+            raise RuntimeError("this context manager is already in use; create a new one")
+        ctx = self._context()
+        self._level = _baggage_level(baggage.get_all(ctx))
+        if self._level is not None:
+            state.acquire(self._level)
+        self._token = context.attach(ctx)
+        return info_from(ctx)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            context.detach(token)  # type: ignore[arg-type]
+        if self._level is not None:
+            state.release(self._level)
+            self._level = None
+
+    async def __aenter__(self) -> SessionInfo | None:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class attach(_Attached):  # noqa: N801 - used like a function: `with attach(ctx):`
+    """Attach an extracted context (after a hop); its session level applies as in `session()`."""
+
+    def __init__(self, ctx: Context) -> None:
+        if not isinstance(ctx, Context):
+            raise TypeError(f"attach() takes an OpenTelemetry Context, not {type(ctx).__name__}")
+        self._ctx = ctx
+
+    def _context(self) -> Context:
+        return self._ctx
+
+
+class session(_Attached):  # noqa: N801 - used like a function: `with session(...):`
+    """Put the session's ids and level into baggage for the block.
+
+    `None` keeps what the current context already has; `edge=True` starts from empty baggage, so
+    nothing a client sent survives. Invalid values raise ValueError before anything is attached.
+    """
+
+    def __init__(
+        self,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        user_name: str | None = None,
+        log_level: str | int | None = None,
+        edge: bool = False,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        entries: dict[str, str] = {}
+        for key, value, check in (
+            (v.SESSION_ID, session_id, v.id_error),
+            (v.USER_ID, user_id, v.id_error),
+            (v.USER_NAME, user_name, v.text_error),
+        ):
+            if value is not None:
+                error = check(value)
+                if error:
+                    raise ValueError(f"{key}: {error}")
+                entries[key] = value
+        if log_level is not None:
+            entries[v.LOG_LEVEL] = level_name(parse_level(log_level))
+        for key, value in (extra or {}).items():
+            error = v.extra_key_error(key)
+            if error is None and value is not None:
+                error = v.entry_error(key, value)
+            if error:
+                raise ValueError(f"extra {key}: {error}")
+            if value is not None:
+                entries[key] = value
+        self._entries = entries
+        self._edge = edge
+
+    def _context(self) -> Context:
+        ctx = baggage.clear() if self._edge else context.get_current()
+        for key, value in self._entries.items():
+            ctx = baggage.set_baggage(key, value, ctx)
+        return ctx

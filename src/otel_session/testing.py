@@ -1,0 +1,52 @@
+"""Pytest plugin (entry point `pytest11`): the `otel_logs` fixture over the SDK's in-memory exporter.
+
+Records come back as frozen `Record` snapshots, so what a test asserts is what was exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+from otel_session.configure import Telemetry, configure
+from otel_session.levels import parse_level, severity_of
+from otel_session.records import Record, snapshot
+
+
+class LogCapture:
+    """The records exported while a test ran."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemoryLogRecordExporter()
+        self.telemetry: Telemetry = self.configure()
+
+    def configure(self, **kwargs: Any) -> Telemetry:
+        """`otel_session.configure(...)` that keeps exporting into this fixture."""
+        self.telemetry = configure(exporter=self.exporter, **kwargs)
+        return self.telemetry
+
+    @property
+    def records(self) -> list[Record]:
+        self.telemetry.force_flush()
+        return [snapshot(r) for r in self.exporter.get_finished_logs()]
+
+    def for_session(self, session_id: str) -> list[Record]:
+        return [r for r in self.records if r.attributes.get("session.id") == session_id]
+
+    def messages(self, level: str | int | None = None) -> list[str]:
+        """Messages at `level` and above (all when None), in order."""
+        floor = severity_of(parse_level(level)) if level is not None else 0
+        return [r.message for r in self.records if r.severity_number >= floor]
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+
+@pytest.fixture
+def otel_logs() -> Iterator[LogCapture]:
+    logs = LogCapture()
+    yield logs
+    logs.clear()

@@ -1,0 +1,82 @@
+"""Rules for the values that may travel in baggage.
+
+One place decides what a valid id, name or key is, so that `session()` (which raises) and the
+extractors (which drop and warn) can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+
+from otel_session.levels import parse_level
+
+SESSION_ID = "session.id"
+USER_ID = "user.id"
+USER_NAME = "user.name"
+LOG_LEVEL = "otel_session.log_level"
+RESERVED_KEYS = frozenset({SESSION_ID, USER_ID, USER_NAME, LOG_LEVEL})
+
+ID_MAX = 128
+TEXT_MAX = 256
+
+_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_EXTRA_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "…")
+
+
+def is_id_key(key: str) -> bool:
+    """Keys named like an id (`session.id`, `bot.launch_id`) hold ids and get the id rule."""
+    last = key.rsplit(".", 1)[-1]
+    return last == "id" or last.endswith("_id")
+
+
+def id_error(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if not _ID.fullmatch(value):
+        return (
+            f"{_short(value)} is not a valid id: use 1-{ID_MAX} characters of "
+            "letters, digits and . _ : @ -"
+        )
+    return None
+
+
+def text_error(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if not value:
+        return "must not be empty"
+    if len(value) > TEXT_MAX:
+        return f"is {len(value)} characters long; at most {TEXT_MAX} are allowed"
+    if _CONTROL.search(value):
+        return f"{_short(value)} contains control characters"
+    return None
+
+
+def level_error(value: object) -> str | None:
+    try:
+        parse_level(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def entry_error(key: str, value: object) -> str | None:
+    """Why `key=value` may not travel in baggage, or None when it may."""
+    if key == LOG_LEVEL:
+        return level_error(value)
+    if is_id_key(key):
+        return id_error(value)
+    return text_error(value)
+
+
+def extra_key_error(key: object) -> str | None:
+    if not isinstance(key, str) or not _EXTRA_KEY.fullmatch(key):
+        return f"{key!r} is not a lowercase dotted name like 'bot.launch_id'"
+    if key in RESERVED_KEYS:
+        return f"{key!r} is set by its own argument of session(), not through extra"
+    return None
