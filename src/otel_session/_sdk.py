@@ -8,41 +8,62 @@ SDK changes shape; anything unexpected here falls back to the public mapping API
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk._logs import ReadWriteLogRecord
+
+# Enum members hash and read `.value` through Python code; their ids are stable.
+_SEVERITY_BY_ID = {id(s): s.value for s in SeverityNumber}
 
 
-
-def fast_path_available(attributes: object) -> bool:
-    return (
-        type(attributes) is BoundedAttributes
-        and type(getattr(attributes, "_dict", None)) is dict
-        and not getattr(attributes, "_immutable", True)
-    )
+def severity_value(severity: object) -> int:
+    return _SEVERITY_BY_ID.get(id(severity), 0)
 
 
-def add_attributes(log_record: object, items: Iterable[tuple[str, str]]) -> None:
+def raw_dict(attributes: object, adding: int = 0, longest: int = 0) -> dict[str, Any] | None:
+    """The dict behind a record's attributes, when writing `adding` values of at most `longest`
+    characters straight into it can break none of the SDK's limits; else None."""
+    if type(attributes) is not BoundedAttributes:
+        return None
+    raw = getattr(attributes, "_dict", None)
+    if type(raw) is not dict or getattr(attributes, "_immutable", True):
+        return None
+    maxlen, max_value_len = attributes.maxlen, attributes.max_value_len
+    if (maxlen is not None and len(raw) + adding > maxlen) or (
+        max_value_len is not None and longest > max_value_len
+    ):
+        return None
+    return raw
+
+
+def add_attributes(log_record: Any, items: Sequence[tuple[str, str]], longest: int) -> None:
     """Add attributes the caller did not set itself; never overwrite one it did."""
-    attributes = log_record.attributes  # type: ignore[attr-defined]
+    attributes = log_record.attributes
+    if type(attributes) is BoundedAttributes and not attributes._immutable:
+        raw = attributes._dict
+        maxlen, max_value_len = attributes.maxlen, attributes.max_value_len
+        if (
+            type(raw) is dict
+            and (maxlen is None or len(raw) + len(items) <= maxlen)
+            and (max_value_len is None or longest <= max_value_len)
+        ):
+            for key, value in items:
+                if key not in raw:
+                    raw[key] = value
+            return
     if attributes is None:
-        log_record.attributes = dict(items)  # type: ignore[attr-defined]
+        log_record.attributes = dict(items)
         return
-    if fast_path_available(attributes):
-        raw = attributes._dict  # noqa: SLF001
-        maxlen = attributes.maxlen
-        max_value_len = attributes.max_value_len
-        for key, value in items:
-            if key in raw:
-                continue
-            if (maxlen is not None and len(raw) >= maxlen) or (
-                max_value_len is not None and len(value) > max_value_len
-            ):
-                attributes[key] = value  # the SDK's own eviction and truncation rules
-            else:
-                raw[key] = value
-        return
-    for key, value in items:
+    for key, value in items:  # the public path applies the SDK's own limits
         if key not in attributes:
             attributes[key] = value
+
+
+def attributes_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A plain dict copy of a record's attributes (without the mapping's lock and iterator copy)."""
+    if attributes is None:
+        return {}
+    raw = raw_dict(attributes)
+    return raw.copy() if raw is not None else dict(attributes)

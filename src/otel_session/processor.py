@@ -8,16 +8,18 @@ order is fixed by construction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_session import _sdk
+from otel_session._sdk import _SEVERITY_BY_ID
 from otel_session.capture import CaptureRegistry, registry
 from otel_session.levels import LevelState, parse_level, severity_of, state
 from otel_session.validation import LOG_LEVEL
@@ -31,6 +33,15 @@ _internal = logging.getLogger("otel_session.internal")
 _internal.propagate = False
 if not _internal.handlers:
     _internal.addHandler(logging.StreamHandler(sys.stderr))
+
+
+class _Session(NamedTuple):
+    attrs: tuple[tuple[str, str], ...]
+    longest: int
+    threshold: int | None  # severity number; None: the process default applies
+
+
+_NO_SESSION = _Session((), 0, None)
 
 
 def _key_matcher(patterns: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -62,7 +73,7 @@ class SessionLogProcessor(LogRecordProcessor):
         self._levels = levels
         self._captures = captures
         self.errors = 0
-        self._cache: dict[int, tuple[Context, tuple[tuple[str, str], ...], int | None]] = {}
+        self._cache: dict[int, tuple[Context, _Session]] = {}
         self.set_baggage_keys(baggage_keys)
 
     def set_baggage_keys(self, patterns: Sequence[str]) -> None:
@@ -70,43 +81,44 @@ class SessionLogProcessor(LogRecordProcessor):
         self.baggage_keys = tuple(patterns)
         self._cache = {}
 
-    def _session_of(self, ctx: Context) -> tuple[tuple[tuple[str, str], ...], int | None]:
-        """Attributes to copy and the session's severity threshold; cached per context object."""
+    def _session_of(self, ctx: Context) -> _Session:
+        """What a context means for its records; cached per context object, which the stdlib
+        bridge hands us unchanged for every record logged inside one attached scope."""
         hit = self._cache.get(id(ctx))
         if hit is not None and hit[0] is ctx:
-            return hit[1], hit[2]
+            return hit[1]
         attrs = []
         threshold = None
         for key, value in baggage.get_all(ctx).items():
             if key == LOG_LEVEL:
-                try:
+                with contextlib.suppress(TypeError, ValueError):
                     threshold = severity_of(parse_level(value))  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    pass
             if key in self._exact or key.startswith(self._prefixes):
                 text = value if isinstance(value, str) else str(value)
                 attrs.append((key, text[:MAX_VALUE_LEN]))
-        result = tuple(attrs)
+        session = _Session(tuple(attrs), max((len(v) for _, v in attrs), default=0), threshold)
         if len(self._cache) >= _CACHE_MAX:
             self._cache = {}
-        self._cache[id(ctx)] = (ctx, result, threshold)
-        return result, threshold
+        self._cache[id(ctx)] = (ctx, session)
+        return session
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:  # type: ignore[override]
         try:
+            # The hot path: inlined cache hit and severity lookup (see benchmarks/).
             lr = log_record.log_record
             ctx = lr.context
             if ctx:
-                attrs, threshold = self._session_of(ctx)
+                hit = self._cache.get(id(ctx))
+                session = hit[1] if hit is not None and hit[0] is ctx else self._session_of(ctx)
             else:
-                attrs, threshold = (), None
-            severity = lr.severity_number
-            if (severity.value if severity is not None else 0) < (
+                session = _NO_SESSION
+            threshold = session.threshold
+            if _SEVERITY_BY_ID.get(id(lr.severity_number), 0) < (
                 self._levels.default_severity if threshold is None else threshold
             ):
                 return
-            if attrs:
-                _sdk.add_attributes(lr, attrs)
+            if session.attrs:
+                _sdk.add_attributes(lr, session.attrs, session.longest)
             if self._captures.by_trace:
                 self._captures.on_emit(log_record)
             if self.inner is not None:
@@ -120,9 +132,9 @@ class SessionLogProcessor(LogRecordProcessor):
         """Whether a record of this severity in this context would pass the session's level."""
         ctx = kwargs.get("context") or get_current()
         severity = kwargs.get("severity_number")
-        threshold = self._session_of(ctx)[1] if ctx else None
+        threshold = self._session_of(ctx).threshold if ctx else None
         wanted = self._levels.default_severity if threshold is None else threshold
-        return severity is None or int(severity.value) >= wanted
+        return severity is None or _sdk.severity_value(severity) >= wanted
 
     def shutdown(self) -> None:
         if self.inner is not None:

@@ -7,29 +7,31 @@ record (or a processor running after us) cannot change what a citation or a test
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
+
+from otel_session._sdk import attributes_copy, severity_value
 
 EXCEPTION_STACKTRACE = "exception.stacktrace"
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """Immutable and cheap to build: one is made per captured record on the emit path."""
+
     time_unix_nano: int
     severity_number: int
     level: str
     logger: str
     message: str
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any]
     trace_id: int = 0
     span_id: int = 0
 
     @property
     def time(self) -> datetime:
-        return datetime.fromtimestamp(self.time_unix_nano / 1e9, tz=timezone.utc)
+        return datetime.fromtimestamp(self.time_unix_nano / 1e9, tz=UTC)
 
     @property
     def session_id(self) -> str | None:
@@ -54,24 +56,24 @@ def snapshot(record: ReadWriteLogRecord | ReadableLogRecord) -> Record:
     lr = record.log_record
     scope = record.instrumentation_scope
     severity = lr.severity_number
-    timestamp = lr.timestamp or lr.observed_timestamp or 0
+    body = lr.body
     return Record(
-        time_unix_nano=timestamp,
-        severity_number=severity.value if severity is not None else 0,
-        level=lr.severity_text or (severity.name if severity is not None else "UNSPECIFIED"),
-        logger=scope.name if scope is not None else "",
-        message=lr.body if isinstance(lr.body, str) else str(lr.body),
-        attributes=dict(lr.attributes or {}),
-        trace_id=lr.trace_id or 0,
-        span_id=lr.span_id or 0,
+        lr.timestamp or lr.observed_timestamp or 0,
+        severity_value(severity),
+        lr.severity_text or (severity.name if severity is not None else "UNSPECIFIED"),
+        scope.name if scope is not None else "",
+        body if isinstance(body, str) else str(body),
+        attributes_copy(lr.attributes),
+        lr.trace_id or 0,
+        lr.span_id or 0,
     )
 
 
 def approx_size(record: Record) -> int:
     """Bytes a record holds in a buffer, near enough to bound memory."""
-    size = 200 + len(record.message) + len(record.logger)
-    for key, value in record.attributes.items():
-        size += len(key) + (len(value) if isinstance(value, str) else 16)
+    size = 200 + len(record.message)
+    for value in record.attributes.values():
+        size += 48 + (len(value) if isinstance(value, str) else 16)
     return size
 
 
