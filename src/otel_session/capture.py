@@ -99,6 +99,7 @@ class CaptureRegistry:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, not {value!r}")
         self.limits.update(limits)
+        self._next_sweep = 0.0
 
     @property
     def open_count(self) -> int:

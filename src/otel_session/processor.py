@@ -28,11 +28,23 @@ DEFAULT_BAGGAGE_KEYS = ("session.*", "user.*")
 MAX_VALUE_LEN = 256
 _CACHE_MAX = 4096
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (it may be redirected after import)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 # Our own failures are reported here: never through the root logger, which would re-enter us.
 _internal = logging.getLogger("otel_session.internal")
 _internal.propagate = False
 if not _internal.handlers:
-    _internal.addHandler(logging.StreamHandler(sys.stderr))
+    _internal.addHandler(_StderrHandler())
 
 
 class _Session(NamedTuple):

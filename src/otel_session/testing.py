@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
+from otel_session.capture import DEFAULT_LIMITS
 from otel_session.configure import Telemetry, configure
+from otel_session.processor import DEFAULT_BAGGAGE_KEYS
 from otel_session.levels import parse_level, severity_of
 from otel_session.records import Record, snapshot
 
@@ -24,8 +26,10 @@ class LogCapture:
         self.telemetry: Telemetry = self.configure()
 
     def configure(self, **kwargs: Any) -> Telemetry:
-        """`otel_session.configure(...)` that keeps exporting into this fixture."""
-        self.telemetry = configure(exporter=self.exporter, **kwargs)
+        """`otel_session.configure(...)` that keeps exporting into this fixture; what is not
+        given is reset to its default, so no test inherits another's settings."""
+        settings: dict[str, Any] = {"baggage_keys": DEFAULT_BAGGAGE_KEYS, **DEFAULT_LIMITS, **kwargs}
+        self.telemetry = configure(exporter=self.exporter, **settings)
         return self.telemetry
 
     @property

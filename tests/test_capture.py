@@ -1,0 +1,125 @@
+import asyncio
+import logging
+import re
+import time
+
+from opentelemetry import context, trace
+
+from otel_session import capture, session
+from otel_session.capture import registry
+
+log = logging.getLogger("tests.capture")
+
+
+def test_capture_collects_its_own_trace_in_order_and_renders_lines(otel_logs):
+    with session(session_id="s", log_level="DEBUG"), capture() as cap:
+        log.debug("first %d", 1)
+        log.info("second")
+        try:
+            raise KeyError("boom")
+        except KeyError:
+            log.exception("third")
+    log.info("after the capture")
+    assert [r.message for r in cap.records] == ["first 1", "second", "third"]
+    assert all(r.trace_id == cap.trace_id for r in cap.records)
+    lines = cap.render().splitlines()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z DEBUG tests\.capture: first 1", lines[0])
+    assert lines[1].endswith("INFO  tests.capture: second")
+    assert "ERROR tests.capture: third" in lines[2]
+    assert "Traceback" in lines[3] and "KeyError: 'boom'" in cap.render()
+    assert len(otel_logs.records) == 4  # capturing does not stop export
+
+
+def test_capture_uses_the_current_span_or_starts_one():
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("run") as span, capture() as cap:
+        assert cap.trace_id == span.get_span_context().trace_id
+    assert not trace.get_current_span().get_span_context().is_valid
+    with capture() as cap:
+        started = trace.get_current_span().get_span_context()
+        assert started.is_valid and started.trace_id == cap.trace_id
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_capture_applies_each_records_session_level(otel_logs):
+    with session(session_id="s", log_level="ERROR"), capture() as cap:
+        log.info("below the session level")
+        log.error("kept")
+    assert [r.message for r in cap.records] == ["kept"]
+
+
+def test_concurrent_captures_never_see_each_others_records(otel_logs):
+    async def run(i: int):
+        with session(session_id=f"s{i}", log_level="DEBUG" if i % 2 else "ERROR"), capture() as cap:
+            for n in range(5):
+                log.debug("debug %d.%d", i, n)
+                log.error("error %d.%d", i, n)
+                await asyncio.sleep(0)
+        return i, cap
+
+    async def main():
+        return await asyncio.gather(*(run(i) for i in range(20)))
+
+    for i, cap in asyncio.run(main()):
+        assert all(r.session_id == f"s{i}" for r in cap.records)
+        assert len(cap.records) == (10 if i % 2 else 5)
+        assert all(m.split()[1].startswith(f"{i}.") for m in (r.message for r in cap.records))
+    assert registry.open_count == 0
+
+
+def test_record_limit_evicts_oldest_and_says_how_many_were_dropped(otel_logs):
+    otel_logs.configure(capture_max_records=3)
+    with capture() as cap:
+        for i in range(10):
+            log.info("line %d", i)
+    assert [r.message for r in cap.records] == ["line 7", "line 8", "line 9"]
+    assert cap.dropped == 7
+    first = cap.render().splitlines()[0]
+    assert "7 earlier records dropped" in first
+
+
+def test_byte_limit_evicts_oldest(otel_logs):
+    otel_logs.configure(capture_max_bytes=3_000)
+    with capture() as cap:
+        for i in range(10):
+            log.info("%d %s", i, "x" * 500)
+    kept = cap.records
+    assert 1 <= len(kept) < 10 and kept[-1].message.startswith("9 ")
+    assert cap.dropped == 10 - len(kept)
+    assert cap.render().startswith(f"[{cap.dropped} earlier records dropped")
+
+
+def test_open_capture_cap_refuses_new_captures_with_one_warning(otel_logs):
+    otel_logs.configure(capture_max_open=2)
+    with capture() as a, capture() as b:
+        with capture() as refused, capture() as refused_too:
+            log.info("while full")
+        assert [r.message for r in a.records][-1] == "while full"  # after the refusal warning
+    assert b.records == a.records  # nested in one trace: both see it
+    assert refused.records == [] and refused_too.records == []
+    assert "capture not started: 2 captures already open (capture_max_open=2)" in refused.render()
+    warnings = [r for r in otel_logs.records if "Capture refused" in r.message]
+    assert len(warnings) == 1
+    with capture() as again:  # the cap frees up when captures close
+        log.info("room again")
+    assert [r.message for r in again.records] == ["room again"]
+
+
+def test_idle_captures_are_discarded_after_the_ttl(otel_logs):
+    otel_logs.configure(capture_idle_ttl_s=0.05)
+    abandoned_scope = capture()
+    abandoned = abandoned_scope.__enter__()  # a crashed task never exits its capture
+    log.info("logged before it went idle")
+    context.detach(abandoned_scope._token)  # leave the context as a finished task would
+    abandoned_scope._token = None
+    time.sleep(0.2)
+    with capture():
+        pass  # opening a capture sweeps idle ones
+    assert abandoned.records == []
+    assert "discarded after 0.05 s without activity" in abandoned.render()
+    assert registry.open_count == 0
+
+
+def test_no_capture_means_no_buffering(otel_logs):
+    log.info("nobody is capturing")
+    assert registry.by_trace == {}
