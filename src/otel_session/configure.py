@@ -72,6 +72,7 @@ class Telemetry:
 
 _lock = threading.RLock()
 _current: Telemetry | None = None
+_warned_names: set[str] = set()
 
 
 def _exporter_name(exporter: str | None) -> str:
@@ -184,11 +185,6 @@ def configure(
         else:
             logger_provider, tracer_provider = _current.logger_provider, _current.tracer_provider
             attached, processor, actual = _current.attached, _current.processor, _current.service_name
-            if name and name != actual:
-                logger.warning(
-                    "configure(service_name=%r) ignored: this process already logs as %r "
-                    "(the resource is fixed by the first configure())", name, actual,
-                )
             if baggage_keys is not None:
                 processor.set_baggage_keys(baggage_keys)
         exporter_name, built, inner, owned = _build_pipeline(exporter, actual)
@@ -200,6 +196,12 @@ def configure(
                 old.shutdown()
         _install_handler(logger_provider)
         state.set_default(default_level)
+        if name and name != actual and name not in _warned_names:
+            _warned_names.add(name)  # once per name: a reloaded plugin calls this on every load
+            logger.warning(
+                "configure(service_name=%r) ignored: this process already logs as %r "
+                "(the resource is fixed by the first configure() or the host's provider)", name, actual,
+            )
         _current = Telemetry(
             service_name=actual,
             exporter_name=exporter_name,

@@ -135,7 +135,7 @@ class session(_Attached):  # noqa: N801 - used like a function: `with session(..
         for key, value in (extra or {}).items():
             error = v.extra_key_error(key)
             if error is None and value is not None:
-                error = v.entry_error(key, value)
+                error = (v.id_error if v.is_id_key(key) else v.text_error)(value)
             if error:
                 raise ValueError(f"extra {key}: {error}")
             if value is not None:

@@ -66,12 +66,22 @@ def level_error(value: object) -> str | None:
 
 
 def entry_error(key: str, value: object) -> str | None:
-    """Why `key=value` may not travel in baggage, or None when it may."""
+    """Why an incoming `key=value` may not travel on, or None when it may.
+
+    Ids, the user name and the level get their own rules; other members (someone else's
+    baggage) only have to be free of control characters, within the W3C size limits.
+    """
     if key == LOG_LEVEL:
         return level_error(value)
     if is_id_key(key):
         return id_error(value)
-    return text_error(value)
+    if key == USER_NAME:
+        return text_error(value)
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if _CONTROL.search(value):
+        return f"{_short(value)} contains control characters"
+    return None
 
 
 def extra_key_error(key: object) -> str | None:

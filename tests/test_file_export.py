@@ -1,0 +1,74 @@
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from opentelemetry import trace
+
+from otel_session import configure, session
+
+
+def _records(directory: Path) -> list[dict]:
+    out = []
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            request = json.loads(line)
+            for resource_logs in request["resourceLogs"]:
+                resource = {a["key"]: a["value"]["stringValue"] for a in resource_logs["resource"]["attributes"]}
+                for scope_logs in resource_logs["scopeLogs"]:
+                    for record in scope_logs["logRecords"]:
+                        attrs = {a["key"]: next(iter(a["value"].values())) for a in record.get("attributes", [])}
+                        out.append({"resource": resource, "scope": scope_logs["scope"]["name"], "file": path.name,
+                                    "attrs": attrs, **record})
+    return out
+
+
+def test_serialising_file_exporter_shows_session_attributes_in_otlp_json(tmp_path, monkeypatch, otel_logs):
+    monkeypatch.setenv("OTEL_SESSION_LOG_DIR", str(tmp_path))
+    telemetry = configure(exporter="file", level="INFO")  # batch processor + a copying, encoding exporter
+    assert telemetry.exporter_name == "file"
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("job") as span, session(session_id="s-file", user_id="u-1", log_level="DEBUG"):
+        logging.getLogger("tests.file").debug("debug line %s", "one")
+        logging.getLogger("tests.file").warning("warn line")
+    logging.getLogger("tests.file").info("no session")
+    telemetry.force_flush()
+    records = _records(tmp_path)
+    assert [r["body"]["stringValue"] for r in records] == ["debug line one", "warn line", "no session"]
+    first = records[0]
+    assert first["file"] == f"otel-session-tests.{os.getpid()}.jsonl"
+    assert first["resource"]["service.name"] == "otel-session-tests"
+    assert first["scope"] == "tests.file"
+    assert first["attrs"]["session.id"] == "s-file" and first["attrs"]["user.id"] == "u-1"
+    assert first["severityNumber"] == 5 and first["severityText"] == "DEBUG"
+    assert first["traceId"] == format(span.get_span_context().trace_id, "032x")
+    assert first["spanId"] == format(span.get_span_context().span_id, "016x")
+    assert int(first["timeUnixNano"]) > 0
+    assert "session.id" not in records[2]["attrs"]
+
+
+def test_processes_of_one_service_write_their_own_files(tmp_path):
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        from otel_session import configure, session
+        t = configure(service_name="svc/one", exporter="file")
+        with session(session_id=sys.argv[1]):
+            for i in range(200):
+                logging.getLogger("child").info("line %d", i)
+        t.shutdown()
+        """
+    )
+    env = {**os.environ, "OTEL_SESSION_LOG_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, f"p{i}"], env=env) for i in range(3)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    files = sorted(p.name for p in tmp_path.glob("*.jsonl"))
+    assert len(files) == 3 and all(f.startswith("svc_one.") for f in files)
+    records = _records(tmp_path)
+    assert len(records) == 600
+    for name in files:
+        sessions = {r["attrs"]["session.id"] for r in records if r["file"] == name}
+        assert len(sessions) == 1
