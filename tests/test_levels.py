@@ -54,7 +54,9 @@ def test_resolve_level_reads_the_process_environment_by_default(monkeypatch):
     assert resolve_level() == logging.INFO
 
 
-@pytest.mark.parametrize(("user", "valve", "env"), [("loud", None, {}), (None, "quiet", {}), (None, None, {"GLOBAL_LOG_LEVEL": "x"})])
+@pytest.mark.parametrize(
+    ("user", "valve", "env"), [("loud", None, {}), (None, "quiet", {}), (None, None, {"GLOBAL_LOG_LEVEL": "x"})]
+)
 def test_resolve_level_rejects_invalid_names(user, valve, env):
     with pytest.raises(ValueError, match="invalid log level"):
         resolve_level(user, valve, env=env)

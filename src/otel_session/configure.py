@@ -106,7 +106,7 @@ def _build_pipeline(
     if name == "none":
         return name, None, None, True
     if name == "memory":
-        built = InMemoryLogRecordExporter()
+        built = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         return name, built, SimpleLogRecordProcessor(built), True
     if name == "console":
         built = ConsoleLogRecordExporter()

@@ -121,16 +121,15 @@ class SessionLogProcessor(LogRecordProcessor):
             ctx = lr.context
             if ctx:
                 hit = self._cache.get(id(ctx))
-                session = hit[1] if hit is not None and hit[0] is ctx else self._session_of(ctx)
+                attrs, longest, threshold = hit[1] if hit is not None and hit[0] is ctx else self._session_of(ctx)
             else:
-                session = _NO_SESSION
-            threshold = session.threshold
+                attrs, longest, threshold = _NO_SESSION
             if _SEVERITY_BY_ID.get(id(lr.severity_number), 0) < (
                 self._levels.default_severity if threshold is None else threshold
             ):
                 return
-            if session.attrs:
-                _sdk.add_attributes(lr, session.attrs, session.longest)
+            if attrs:
+                _sdk.add_attributes(lr, attrs, longest)
             if self._captures.by_trace:
                 self._captures.on_emit(log_record)
             if self.inner is not None:

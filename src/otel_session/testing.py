@@ -13,8 +13,8 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
 from otel_session.capture import DEFAULT_LIMITS
 from otel_session.configure import Telemetry, configure
-from otel_session.processor import DEFAULT_BAGGAGE_KEYS
 from otel_session.levels import parse_level, severity_of
+from otel_session.processor import DEFAULT_BAGGAGE_KEYS
 from otel_session.records import Record, snapshot
 
 
@@ -22,7 +22,7 @@ class LogCapture:
     """The records exported while a test ran."""
 
     def __init__(self) -> None:
-        self.exporter = InMemoryLogRecordExporter()
+        self.exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.telemetry: Telemetry = self.configure()
 
     def configure(self, **kwargs: Any) -> Telemetry:

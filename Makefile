@@ -1,0 +1,44 @@
+# One entry point for setting up and checking the project on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PINS_VENV := .venv-pins
+PINS := constraints/openwebui-0.12.txt
+
+.PHONY: test test-latest test-pins lint bench redis clean
+
+## Set up both environments, make sure Redis runs, and run the suite twice:
+## on the newest releases, and on Open WebUI 0.12's pins.
+test: redis test-latest test-pins
+
+test-latest: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q
+
+test-pins: $(PINS_VENV)/.installed
+	$(PINS_VENV)/bin/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy src
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/bench_logging.py
+
+redis:
+	bash scripts/ensure-redis.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# Installing against the pins proves pip never has to move one of them.
+$(PINS_VENV)/.installed: pyproject.toml $(PINS)
+	$(PYTHON) -m venv $(PINS_VENV)
+	$(PINS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PINS_VENV)/bin/python -m pip install -q -c $(PINS) -e '.[dev]'
+	$(PINS_VENV)/bin/python scripts/check_pins.py $(PINS)
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(PINS_VENV) .otel-session .pytest_cache .mypy_cache .ruff_cache
