@@ -2,10 +2,11 @@
 
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 bad = []
-for line in open(sys.argv[1]):
-    line = line.split("#", 1)[0].strip()
+for raw in Path(sys.argv[1]).read_text().splitlines():
+    line = raw.split("#", 1)[0].strip()
     if not line:
         continue
     name, pinned = line.split("==")
