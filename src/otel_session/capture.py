@@ -12,12 +12,12 @@ import random
 import threading
 import time
 from collections import deque
-from types import TracebackType
 
 from opentelemetry import context, trace
 from opentelemetry.sdk._logs import ReadWriteLogRecord
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from otel_session._scope import Scope
 from otel_session.records import Record, approx_size, snapshot
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def _random_span_context() -> SpanContext:
     )
 
 
-class capture:  # noqa: N801 - used like a function: `with capture() as logs:`
+class capture(Scope[Capture]):  # noqa: N801 - used like a function: `with capture() as logs:`
     """Buffer the records of the current trace (starting a span when there is none)."""
 
     def __init__(self, name: str = "otel_session.capture") -> None:
@@ -192,12 +192,7 @@ class capture:  # noqa: N801 - used like a function: `with capture() as logs:`
         self._capture = registry.open(span_context.trace_id)
         return self._capture
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._capture is not None:
             registry.close(self._capture)
         if self._token is not None:
@@ -206,14 +201,3 @@ class capture:  # noqa: N801 - used like a function: `with capture() as logs:`
         if self._span is not None:
             self._span.end()
             self._span = None
-
-    async def __aenter__(self) -> Capture:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)

@@ -6,7 +6,7 @@ record (or a processor running after us) cannot change what a citation or a test
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -75,7 +75,3 @@ def approx_size(record: Record) -> int:
     for value in record.attributes.values():
         size += 48 + (len(value) if isinstance(value, str) else 16)
     return size
-
-
-def render(records: Iterable[Record]) -> str:
-    return "\n".join(r.render() for r in records)

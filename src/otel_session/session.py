@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 
 from opentelemetry import baggage, context
 from opentelemetry.context import Context
 
 from otel_session import validation as v
+from otel_session._scope import Scope
 from otel_session.levels import level_name, parse_level, state
 
 
@@ -47,7 +47,7 @@ def current() -> SessionInfo | None:
     return info_from()
 
 
-class _Attached:
+class _Attached(Scope["SessionInfo | None"]):
     """Attach a context for a block; while it is attached its session level counts as live."""
 
     _token: object | None = None
@@ -66,29 +66,13 @@ class _Attached:
         self._token = context.attach(ctx)
         return info_from(ctx)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
         if token is not None:
             context.detach(token)  # type: ignore[arg-type]
         if self._level is not None:
             state.release(self._level)
             self._level = None
-
-    async def __aenter__(self) -> SessionInfo | None:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 class attach(_Attached):  # noqa: N801 - used like a function: `with attach(ctx):`
