@@ -72,3 +72,47 @@ def test_processes_of_one_service_write_their_own_files(tmp_path):
     for name in files:
         sessions = {r["attrs"]["session.id"] for r in records if r["file"] == name}
         assert len(sessions) == 1
+
+
+def test_a_failing_file_export_is_reported_on_stderr_and_never_loops_back(tmp_path, capsys, otel_logs):
+    from otel_session import OtlpJsonFileExporter
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    exporter = OtlpJsonFileExporter(blocked / "logs", "svc")
+    configure(exporter=exporter)  # synchronous export: every record fails at once
+    for i in range(3):
+        logging.getLogger("tests.file").warning("cannot be written %d", i)
+    assert exporter.failures == 3
+    err = capsys.readouterr().err
+    assert err.count("could not write 1 log records") == 1  # reported once, not per failure
+    otel_logs.configure()
+    logging.getLogger("tests.file").warning("flows again")
+    assert otel_logs.messages() == ["flows again"]  # no failure report was fed back into the pipeline
+
+
+def test_a_forked_child_writes_its_own_file_and_inherits_no_captures(tmp_path, monkeypatch, otel_logs):
+    from otel_session import capture
+    from otel_session.capture import registry
+
+    monkeypatch.setenv("OTEL_SESSION_LOG_DIR", str(tmp_path))
+    telemetry = configure(exporter="file")
+    with capture(), session(session_id="parent"):
+        logging.getLogger("tests.fork").warning("before fork")
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0 if registry.by_trace == {} else 3
+            with session(session_id="child"):
+                logging.getLogger("tests.fork").warning("in child")
+            telemetry.force_flush()
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    telemetry.force_flush()
+    by_file = {}
+    for r in _records(tmp_path):
+        by_file.setdefault(r["file"], []).append((r["attrs"]["session.id"], r["body"]["stringValue"]))
+    assert by_file == {
+        f"otel-session-tests.{os.getpid()}.jsonl": [("parent", "before fork")],
+        f"otel-session-tests.{pid}.jsonl": [("child", "in child")],
+    }

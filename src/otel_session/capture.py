@@ -8,6 +8,7 @@ without limit. With no capture open the processor pays one falsy-dict check per 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -156,7 +157,16 @@ class CaptureRegistry:
                 cap.add(snap)
 
 
+    def _after_fork(self) -> None:
+        """A child starts with no captures: the parent's runs are not its own."""
+        self._lock = threading.Lock()
+        self.by_trace = {}
+        self._open = 0
+        self._warned_full = False
+
+
 registry = CaptureRegistry()
+os.register_at_fork(after_in_child=registry._after_fork)
 _tracer = trace.get_tracer("otel_session")
 
 

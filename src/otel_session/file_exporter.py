@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import re
 import threading
@@ -25,7 +24,7 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-logger = logging.getLogger(__name__)
+from otel_session._diagnostics import internal
 
 DEFAULT_DIR = "./.otel-session/logs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -59,6 +58,7 @@ class OtlpJsonFileExporter(LogRecordExporter):
         self._fd: int | None = None
         self._fd_pid = 0
         self._shutdown = False
+        self.failures = 0
 
     @property
     def path(self) -> Path:
@@ -85,8 +85,11 @@ class OtlpJsonFileExporter(LogRecordExporter):
                 written = 0
                 while written < len(data):
                     written += os.write(fd, data[written:])
-        except Exception:
-            logger.exception("Could not write %d log records to %s", len(batch), self.path)
+        except Exception as exc:
+            self.failures += 1
+            if self.failures == 1 or self.failures % 100 == 0:
+                internal.error("otel_session: could not write %d log records to %s: %s (%d failed exports)",
+                               len(batch), self.path, exc, self.failures)
             return LogRecordExportResult.FAILURE
         return LogRecordExportResult.SUCCESS
 

@@ -124,4 +124,9 @@ class LevelState:
             root.setLevel(wanted)  # also clears every logger's isEnabledFor cache
 
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a fork while another thread held it must not deadlock the child
+
+
 state = LevelState()
+os.register_at_fork(after_in_child=state._after_fork)

@@ -9,8 +9,6 @@ order is fixed by construction.
 from __future__ import annotations
 
 import contextlib
-import logging
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -19,6 +17,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_session import _sdk
+from otel_session._diagnostics import internal as _internal
 from otel_session._sdk import _SEVERITY_BY_ID
 from otel_session.capture import CaptureRegistry, registry
 from otel_session.levels import LevelState, parse_level, severity_of, state
@@ -27,25 +26,6 @@ from otel_session.validation import LOG_LEVEL
 DEFAULT_BAGGAGE_KEYS = ("session.*", "user.*")
 MAX_VALUE_LEN = 256
 _CACHE_MAX = 4096
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at the time (it may be redirected after import)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-# Our own failures are reported here: never through the root logger, which would re-enter us.
-_internal = logging.getLogger("otel_session.internal")
-_internal.propagate = False
-if not _internal.handlers:
-    _internal.addHandler(_StderrHandler())
-
 
 class _Session(NamedTuple):
     attrs: tuple[tuple[str, str], ...]
