@@ -5,3 +5,15 @@ os.environ.setdefault("OTEL_SERVICE_NAME", "otel-session-tests")
 for name in ("OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
              "GLOBAL_LOG_LEVEL", "TRACEPARENT", "BAGGAGE", "TRACESTATE"):
     os.environ.pop(name, None)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def platform(tmp_path):
+    from tests.bot_platform import Platform
+
+    deployment = Platform(tmp_path)
+    yield deployment
+    deployment.cleanup()

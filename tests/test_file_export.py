@@ -1,29 +1,13 @@
-import json
 import logging
 import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 from opentelemetry import trace
 
 from otel_session import configure, session
-
-
-def _records(directory: Path) -> list[dict]:
-    out = []
-    for path in sorted(directory.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            request = json.loads(line)
-            for resource_logs in request["resourceLogs"]:
-                resource = {a["key"]: a["value"]["stringValue"] for a in resource_logs["resource"]["attributes"]}
-                for scope_logs in resource_logs["scopeLogs"]:
-                    for record in scope_logs["logRecords"]:
-                        attrs = {a["key"]: next(iter(a["value"].values())) for a in record.get("attributes", [])}
-                        out.append({"resource": resource, "scope": scope_logs["scope"]["name"], "file": path.name,
-                                    "attrs": attrs, **record})
-    return out
+from tests.support import otlp_records
 
 
 def test_serialising_file_exporter_shows_session_attributes_in_otlp_json(tmp_path, monkeypatch, otel_logs):
@@ -36,17 +20,18 @@ def test_serialising_file_exporter_shows_session_attributes_in_otlp_json(tmp_pat
         logging.getLogger("tests.file").warning("warn line")
     logging.getLogger("tests.file").info("no session")
     telemetry.force_flush()
-    records = _records(tmp_path)
-    assert [r["body"]["stringValue"] for r in records] == ["debug line one", "warn line", "no session"]
+    records = otlp_records(tmp_path)
+    assert [r["message"] for r in records] == ["debug line one", "warn line", "no session"]
     first = records[0]
     assert first["file"] == f"otel-session-tests.{os.getpid()}.jsonl"
-    assert first["resource"]["service.name"] == "otel-session-tests"
+    assert first["resource"]["service.name"] == first["service"] == "otel-session-tests"
     assert first["scope"] == "tests.file"
     assert first["attrs"]["session.id"] == "s-file" and first["attrs"]["user.id"] == "u-1"
-    assert first["severityNumber"] == 5 and first["severityText"] == "DEBUG"
-    assert first["traceId"] == format(span.get_span_context().trace_id, "032x")
-    assert first["spanId"] == format(span.get_span_context().span_id, "016x")
-    assert int(first["timeUnixNano"]) > 0
+    raw = first["raw"]
+    assert raw["severityNumber"] == 5 and raw["severityText"] == "DEBUG"
+    assert raw["traceId"] == format(span.get_span_context().trace_id, "032x")
+    assert raw["spanId"] == format(span.get_span_context().span_id, "016x")
+    assert int(raw["timeUnixNano"]) > 0
     assert "session.id" not in records[2]["attrs"]
 
 
@@ -67,7 +52,7 @@ def test_processes_of_one_service_write_their_own_files(tmp_path):
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
     files = sorted(p.name for p in tmp_path.glob("*.jsonl"))
     assert len(files) == 3 and all(f.startswith("svc_one.") for f in files)
-    records = _records(tmp_path)
+    records = otlp_records(tmp_path)
     assert len(records) == 600
     for name in files:
         sessions = {r["attrs"]["session.id"] for r in records if r["file"] == name}
@@ -110,8 +95,8 @@ def test_a_forked_child_writes_its_own_file_and_inherits_no_captures(tmp_path, m
     assert os.waitstatus_to_exitcode(status) == 0
     telemetry.force_flush()
     by_file = {}
-    for r in _records(tmp_path):
-        by_file.setdefault(r["file"], []).append((r["attrs"]["session.id"], r["body"]["stringValue"]))
+    for r in otlp_records(tmp_path):
+        by_file.setdefault(r["file"], []).append((r["attrs"]["session.id"], r["message"]))
     assert by_file == {
         f"otel-session-tests.{os.getpid()}.jsonl": [("parent", "before fork")],
         f"otel-session-tests.{pid}.jsonl": [("child", "in child")],

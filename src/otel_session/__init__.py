@@ -5,6 +5,7 @@ from otel_session.capture import Capture, capture
 from otel_session.configure import Telemetry, configure
 from otel_session.file_exporter import OtlpJsonFileExporter
 from otel_session.levels import INHERIT, parse_level, resolve_level
+from otel_session.loguru_bridge import install_loguru_bridge
 from otel_session.processor import SessionLogProcessor
 from otel_session.propagation import (
     extract_env,
@@ -35,6 +36,7 @@ __all__ = [
     "inject_env",
     "inject_headers",
     "inject_payload",
+    "install_loguru_bridge",
     "parse_level",
     "resolve_level",
     "session",

@@ -1,0 +1,41 @@
+"""What every bot service shares: its Redis client and its telemetry setup."""
+
+from __future__ import annotations
+
+import os
+
+import redis.asyncio as redis
+
+import otel_session
+
+BAGGAGE_KEYS = ("session.*", "user.*", "bot.*")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def redis_client(url: str | None = None) -> redis.Redis:
+    """Short connect timeout: an unreachable Redis is reported at once, not after a minute."""
+    return redis.Redis.from_url(
+        url or redis_url(), decode_responses=True, socket_connect_timeout=2, socket_timeout=10,
+        health_check_interval=15,
+    )
+
+
+def setup_telemetry(service_name: str) -> otel_session.Telemetry:
+    telemetry = otel_session.configure(service_name=service_name, baggage_keys=BAGGAGE_KEYS)
+    console_logging()
+    return telemetry
+
+
+def console_logging() -> None:
+    """Human-readable lines on stderr for someone running a service by hand (`BOT_CONSOLE_LEVEL`)."""
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(os.environ.get("BOT_CONSOLE_LEVEL", "INFO").upper())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)

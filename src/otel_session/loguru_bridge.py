@@ -1,0 +1,107 @@
+"""Bring loguru records (Pipecat logs through loguru) into the stdlib pipeline `configure()` built.
+
+Forwarding into stdlib logging rather than emitting OTel records directly keeps one path for
+everything: the root logger's bridge handler, then `SessionLogProcessor` (session ids, each
+session's own level, capture). The sink is synchronous on purpose: loguru then calls it in the
+logging task or thread, where the caller's OTel context, with its session baggage, is current.
+A loguru sink added with `enqueue=True` would run in another thread and lose it.
+
+The loguru filter asks the stdlib logger `isEnabledFor`, whose threshold follows the lowest level
+a live session needs, so a disabled record (Pipecat logs a lot at DEBUG and TRACE) is dropped
+before loguru formats it or takes its handler lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from contextvars import ContextVar
+from types import CodeType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+# Set while a record is being forwarded, so one that comes back into loguru (an app that also
+# intercepts stdlib logging into loguru) is not forwarded again.
+_forwarding: ContextVar[bool] = ContextVar("otel_session_loguru_forwarding", default=False)
+
+# A loguru call made from inside a stdlib handler is a stdlib record on its way into loguru
+# (loguru's `InterceptHandler` recipe); the root logger's bridge handler has exported it already.
+_STDLIB_DISPATCH: frozenset[CodeType] = frozenset(
+    {logging.Logger.callHandlers.__code__, logging.Handler.handle.__code__}
+)
+_DISPATCH_DEPTH = 12  # frames above the sink: loguru's own, the intercepting handler, its caller
+
+_lock = threading.Lock()
+_handler_id: int | None = None
+# Module names are few and loggers live forever; `logging.getLogger` takes the module lock.
+_loggers: dict[str | None, logging.Logger] = {}
+
+
+def _logger(name: str | None) -> logging.Logger:
+    found = _loggers.get(name)
+    if found is None:
+        found = _loggers[name] = logging.getLogger(name or None)
+    return found
+
+
+def _enabled(record: Record) -> bool:
+    return not _forwarding.get() and _logger(record["name"]).isEnabledFor(record["level"].no)
+
+
+def _from_stdlib() -> bool:
+    frame = sys._getframe(2)
+    for _ in range(_DISPATCH_DEPTH):
+        if frame is None:
+            return False
+        if frame.f_code in _STDLIB_DISPATCH:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _sink(message: Message) -> None:
+    if _from_stdlib():
+        return
+    record = message.record
+    level = record["level"]
+    logger = _logger(record["name"])
+    exc = record["exception"]
+    exc_info = None
+    if exc is not None and exc.type is not None and exc.value is not None:
+        exc_info = (exc.type, exc.value, exc.traceback)
+    rec = logger.makeRecord(
+        logger.name, level.no, record["file"].path, record["line"], record["message"], (), exc_info,
+        record["function"],
+    )
+    rec.levelname = level.name
+    rec.created = record["time"].timestamp()
+    rec.msecs = (rec.created - int(rec.created)) * 1000
+    token = _forwarding.set(True)
+    try:
+        logger.handle(rec)
+    finally:
+        _forwarding.reset(token)
+
+
+def _installed(loguru_logger: object, handler_id: int) -> bool:
+    """Whether our sink is still there: `logger.remove()` without an id removes every sink.
+    loguru has no public lookup; without its private map, trust the id we hold."""
+    handlers = getattr(getattr(loguru_logger, "_core", None), "handlers", None)
+    return handler_id in handlers if isinstance(handlers, dict) else True
+
+
+def install_loguru_bridge() -> None:
+    """Forward loguru records into stdlib logging, so they carry session ids and follow each
+    session's level like any other record; safe to call again (one sink, re-added if removed)."""
+    global _handler_id
+    try:
+        from loguru import logger
+    except ImportError as exc:
+        raise ImportError("install_loguru_bridge() needs loguru: pip install 'otel-session[loguru]'") from exc
+    with _lock:
+        if _handler_id is not None and _installed(logger, _handler_id):
+            return
+        _handler_id = logger.add(_sink, level=0, format="{message}", filter=_enabled, enqueue=False)
