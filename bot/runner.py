@@ -233,7 +233,9 @@ def create_app(*, telemetry: bool = True, keys: Keys | None = None, self_url: st
                 job = _job_from_body(body)
             except (ValueError, ValidationError) as exc:
                 logger.warning("/start refused: %s", exc)
-                errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else str(exc)
+                errors: Any = str(exc)
+                if isinstance(exc, ValidationError):
+                    errors = exc.errors(include_url=False, include_context=False)
                 return JSONResponse({"detail": errors}, status_code=422)
             existing = runner.sessions.get(job.launchId)
             if existing is not None and existing.running:

@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 from contextvars import ContextVar
-from types import CodeType
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,9 +29,8 @@ _forwarding: ContextVar[bool] = ContextVar("otel_session_loguru_forwarding", def
 
 # A loguru call made from inside a stdlib handler is a stdlib record on its way into loguru
 # (loguru's `InterceptHandler` recipe); the root logger's bridge handler has exported it already.
-_STDLIB_DISPATCH: frozenset[CodeType] = frozenset(
-    {logging.Logger.callHandlers.__code__, logging.Handler.handle.__code__}
-)
+_CALL_HANDLERS: CodeType = logging.Logger.callHandlers.__code__
+_HANDLE: CodeType = logging.Handler.handle.__code__  # compared by identity: code objects hash slowly
 _DISPATCH_DEPTH = 12  # frames above the sink: loguru's own, the intercepting handler, its caller
 
 _lock = threading.Lock()
@@ -52,13 +51,14 @@ def _enabled(record: Record) -> bool:
 
 
 def _from_stdlib() -> bool:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)  # above this function and the sink
     for _ in range(_DISPATCH_DEPTH):
         if frame is None:
             return False
-        if frame.f_code in _STDLIB_DISPATCH:
+        code = frame.f_code
+        if code is _CALL_HANDLERS or code is _HANDLE:
             return True
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return False
 
 
