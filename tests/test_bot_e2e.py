@@ -223,3 +223,32 @@ def test_the_operator_recovers_what_a_crashed_operator_left_and_never_starts_a_s
     platform.start_operator()
     wait_for(lambda: platform.redis.llen(processing) == 0, what="re-delivered job handled")
     assert [s["launchId"] for s in platform.sessions(runner)] == [body["launchId"]]  # still one bot
+
+
+def test_a_stale_job_never_takes_over_another_launchs_room(platform):
+    import json
+
+    from opentelemetry import trace
+
+    import otel_session
+
+    runner = platform.start_runner(slots=2)
+    platform.start_gateway()
+    body = platform.join(room_url=ROOM, sessionId="sess-owner").json()
+    with trace.get_tracer("tests").start_as_current_span("stale"), otel_session.session(
+        session_id="sess-stale", extra={"bot.launch_id": "stale-launch"}
+    ):
+        stale = otel_session.inject_payload(
+            {"room_url": ROOM, "sessionId": "sess-stale", "launchId": "stale-launch"})
+    platform.redis.rpush(platform.key("{bot}:launch:queue"), json.dumps(stale))
+    platform.start_operator()
+    lock = platform.wait_running(ROOM)
+    assert lock["launch_id"] == body["launchId"]  # the real launch runs; the stale one did not take over
+    wait_for(lambda: platform.redis.llen(platform.key("{bot}:launch:queue")) == 0, what="queue drained")
+    wait_for(lambda: platform.redis.llen(platform.key("{bot}:launch:processing")) == 0, what="processing drained")
+    assert [s["launchId"] for s in platform.sessions(runner)] == [body["launchId"]]
+    assert platform.lock(ROOM)["launch_id"] == body["launchId"]
+    platform.stop_all()
+    (rejected,) = [r for r in platform.records() if (r["message"] or "").startswith("Job rejected")]
+    assert rejected["service"] == "bot-operator"
+    assert rejected["attrs"]["session.id"] == "sess-stale" and rejected["attrs"]["bot.launch_id"] == "stale-launch"

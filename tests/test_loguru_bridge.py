@@ -44,7 +44,14 @@ def test_outside_a_session_the_process_default_applies(otel_logs):
     assert otel_logs.records[0].session_id is None
 
 
+def test_trace_records_need_the_bridge_installed_at_trace(otel_logs):
+    with session(session_id="s-trace", log_level=5):
+        logger.trace("not forwarded at the default bridge level")
+    assert otel_logs.records == []
+
+
 def test_levels_map_one_to_one_and_keep_loguru_names(otel_logs):
+    install_loguru_bridge("TRACE")
     with session(session_id="s-trace", log_level=5):
         logger.trace("trace line")
         logger.success("success line")
@@ -52,6 +59,7 @@ def test_levels_map_one_to_one_and_keep_loguru_names(otel_logs):
         logger.critical("critical line")
     with session(session_id="s-debug", log_level="DEBUG"):
         logger.trace("below DEBUG")
+    install_loguru_bridge()
     levels = {r.message: (r.level, r.severity_number) for r in otel_logs.records}
     assert levels == {
         "trace line": ("TRACE", 0),  # below DEBUG the stdlib bridge has no severity number

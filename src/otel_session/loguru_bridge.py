@@ -35,6 +35,7 @@ _DISPATCH_DEPTH = 12  # frames above the sink: loguru's own, the intercepting ha
 
 _lock = threading.Lock()
 _handler_id: int | None = None
+_handler_level: str | int | None = None
 # Module names are few and loggers live forever; `logging.getLogger` takes the module lock.
 _loggers: dict[str | None, logging.Logger] = {}
 
@@ -93,15 +94,22 @@ def _installed(loguru_logger: object, handler_id: int) -> bool:
     return handler_id in handlers if isinstance(handlers, dict) else True
 
 
-def install_loguru_bridge() -> None:
+def install_loguru_bridge(level: str | int = "DEBUG") -> None:
     """Forward loguru records into stdlib logging, so they carry session ids and follow each
-    session's level like any other record; safe to call again (one sink, re-added if removed)."""
-    global _handler_id
+    session's level like any other record; safe to call again (one sink, re-added if removed).
+
+    Records below `level` never reach the bridge: loguru drops them before it builds them, which
+    keeps Pipecat's per-frame TRACE calls cheap. Pass "TRACE" for sessions that need those.
+    """
+    global _handler_id, _handler_level
     try:
         from loguru import logger
     except ImportError as exc:
         raise ImportError("install_loguru_bridge() needs loguru: pip install 'otel-session[loguru]'") from exc
     with _lock:
         if _handler_id is not None and _installed(logger, _handler_id):
-            return
-        _handler_id = logger.add(_sink, level=0, format="{message}", filter=_enabled, enqueue=False)
+            if level == _handler_level:
+                return
+            logger.remove(_handler_id)  # re-added below at the new level
+        _handler_id = logger.add(_sink, level=level, format="{message}", filter=_enabled, enqueue=False)
+        _handler_level = level
