@@ -26,56 +26,45 @@ def _checked(check: Any, value: str | None) -> str | None:
     return value
 
 
-class JoinRequest(BaseModel):
+class _Launch(BaseModel):
+    """What a join and a job share: the room and the caller's ids, validated the same way."""
+
+    room_url: str
+    userId: str | None = None  # noqa: N815 - the platform's wire names
+    userName: str | None = None  # noqa: N815
+    personalityId: str | None = Field(default=None, max_length=128)  # noqa: N815
+
+    _url = field_validator("room_url")(_room_url)
+
+    @field_validator("sessionId", "launchId", "userId", check_fields=False)
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        return _checked(id_error, value)
+
+    @field_validator("userName")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return _checked(text_error, value)
+
+
+class JoinRequest(_Launch):
     """`POST /join` body. `token` is a secret: it travels only inside the job payload."""
 
     model_config = ConfigDict(extra="ignore")
 
-    room_url: str
-    sessionId: str | None = None  # noqa: N815 - the platform's wire names
-    userId: str | None = None  # noqa: N815
-    userName: str | None = None  # noqa: N815
-    personalityId: str | None = Field(default=None, max_length=128)  # noqa: N815
+    sessionId: str | None = None  # noqa: N815
     token: SecretStr | None = None
 
-    _url = field_validator("room_url")(_room_url)
 
-    @field_validator("sessionId", "userId")
-    @classmethod
-    def _ids(cls, value: str | None) -> str | None:
-        return _checked(id_error, value)
-
-    @field_validator("userName")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return _checked(text_error, value)
-
-
-class Job(BaseModel):
+class Job(_Launch):
     """A launch job as queued by the gateway (plus its `otel` carrier, kept as an unknown field)."""
 
     model_config = ConfigDict(extra="allow")
 
-    room_url: str
     sessionId: str  # noqa: N815
     launchId: str  # noqa: N815
-    userId: str | None = None  # noqa: N815
-    userName: str | None = None  # noqa: N815
-    personalityId: str | None = None  # noqa: N815
     token: str | None = None
     created_ts: float = Field(default_factory=time.time)
-
-    _url = field_validator("room_url")(_room_url)
-
-    @field_validator("sessionId", "launchId", "userId")
-    @classmethod
-    def _ids(cls, value: str | None) -> str | None:
-        return _checked(id_error, value)
-
-    @field_validator("userName")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return _checked(text_error, value)
 
 
 class LockValue(BaseModel):
