@@ -91,7 +91,15 @@ class Operator:
             await self.dead_letter(raw, exc)
             return
         with attach(extract_payload(data)), tracer.start_as_current_span("operator.dispatch"):
-            await self.dispatch(job)
+            try:
+                await self.dispatch(job)
+            except (RedisError, ConnectionError):
+                raise  # Redis itself: the run loop backs off, and the job stays to be dispatched again
+            except Exception as exc:  # a launch that failed: retrying the same job would fail the same way
+                logger.exception("Launch %s failed; freeing room %s", job.launchId, job.room_url)
+                await locks.delete_if_holder(self.redis, self.keys.room_active(job.room_url), job.launchId)
+                await self.dead_letter(raw, exc)
+                return
         await self.redis.lrem(self.keys.processing, 1, raw)
 
     async def dead_letter(self, raw: str, exc: Exception) -> None:

@@ -42,6 +42,7 @@ tracer = trace.get_tracer(__name__)
 KEEPALIVE_S = float(os.environ.get("BOT_KEEPALIVE_S", "5"))
 ADMIN_POLL_S = 0.5
 LEAVE_WAIT_S = 5.0
+FINISHED_KEEP_S = 600.0  # ended sessions stay listed this long, then leave the registry
 GREETING = "hello, I am your bot"
 
 
@@ -71,6 +72,10 @@ class Runner:
         self.closing = False
 
     def start(self, job: Job, ctx: Context) -> BotSession:
+        cutoff = time.time() - FINISHED_KEEP_S
+        for launch_id, old in list(self.sessions.items()):
+            if not old.running and old.created_ts < cutoff:
+                del self.sessions[launch_id]
         bot = BotSession(job.launchId, job.sessionId, job.room_url)
         self.sessions[job.launchId] = bot
         bot.task = asyncio.create_task(self.run_bot(bot, job, ctx), name=f"bot-{job.launchId}")
