@@ -75,6 +75,12 @@ _current: Telemetry | None = None
 _warned_names: set[str] = set()
 
 
+def configured() -> Telemetry | None:
+    """What the last `configure()` built in this process, or None: code that may be loaded many
+    times (an Open WebUI function) configures only when nobody has."""
+    return _current
+
+
 def _exporter_name(exporter: str | None) -> str:
     if exporter is None:
         env = os.environ.get("OTEL_LOGS_EXPORTER", "").strip()

@@ -1,4 +1,4 @@
-"""`SessionLogProcessor`: enrich, gate, buffer, forward — in that order, in one processor.
+"""`SessionLogProcessor`: enrich, gate, redact, buffer, forward — in that order, in one processor.
 
 The SDK calls every registered processor with the same record and lets none of them veto it, so
 an enricher registered after an exporter is silently lost and a level filter is impossible. This
@@ -21,6 +21,8 @@ from otel_session._diagnostics import internal as _internal
 from otel_session._sdk import _SEVERITY_BY_ID
 from otel_session.capture import CaptureRegistry, registry
 from otel_session.levels import LevelState, parse_level, severity_of, state
+from otel_session.redaction import Redactor
+from otel_session.redaction import redactor as default_redactor
 from otel_session.validation import LOG_LEVEL
 
 DEFAULT_BAGGAGE_KEYS = ("session.*", "user.*")
@@ -60,10 +62,12 @@ class SessionLogProcessor(LogRecordProcessor):
         *,
         levels: LevelState = state,
         captures: CaptureRegistry = registry,
+        redactor: Redactor = default_redactor,
     ) -> None:
         self.inner = inner
         self._levels = levels
         self._captures = captures
+        self._redactor = redactor
         self.errors = 0
         self._cache: dict[int, tuple[Context, _Session]] = {}
         self.set_baggage_keys(baggage_keys)
@@ -110,6 +114,8 @@ class SessionLogProcessor(LogRecordProcessor):
                 return
             if attrs:
                 _sdk.add_attributes(lr, attrs, longest)
+            if self._redactor.patterns:
+                self._redactor.record(lr)
             if self._captures.by_trace:
                 self._captures.on_emit(log_record)
             if self.inner is not None:

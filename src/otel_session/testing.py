@@ -16,6 +16,7 @@ from otel_session.configure import Telemetry, configure
 from otel_session.levels import parse_level, severity_of
 from otel_session.processor import DEFAULT_BAGGAGE_KEYS
 from otel_session.records import Record, snapshot
+from otel_session.redaction import redactor
 
 
 class LogCapture:
@@ -51,6 +52,8 @@ class LogCapture:
 
 @pytest.fixture
 def otel_logs() -> Iterator[LogCapture]:
+    patterns = redactor.patterns  # redaction a test adds ends with the test
     logs = LogCapture()
     yield logs
     logs.clear()
+    redactor.patterns = patterns
