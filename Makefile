@@ -18,7 +18,7 @@ test-pins: $(PINS_VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy src bot
+	$(VENV)/bin/mypy src bot manifold
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/bench_logging.py
