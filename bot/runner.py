@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
@@ -34,7 +35,7 @@ from bot.keys import Keys
 from bot.models import Job, KeepaliveValue
 from bot.operator import RUNNING_TTL_S
 from bot.service import redis_client, setup_telemetry
-from otel_session import Telemetry, attach, extract_env, extract_headers, extract_payload, session
+from otel_session import Telemetry, attach, extract_env, extract_headers, extract_payload, inject_headers, session
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -44,6 +45,10 @@ ADMIN_POLL_S = 0.5
 LEAVE_WAIT_S = 5.0
 FINISHED_KEEP_S = 600.0  # ended sessions stay listed this long, then leave the registry
 GREETING = "hello, I am your bot"
+MANIFOLD_URL = os.environ.get("MANIFOLD_URL", "")
+MANIFOLD_MODEL = os.environ.get("MANIFOLD_MODEL", "gpt-4.1-mini")
+MANIFOLD_QUESTION = "In one sentence: what can you do for this call?"
+MANIFOLD_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -104,6 +109,8 @@ class Runner:
                 asyncio.create_task(self._admin(bot, inbox), name="admin"),
             }
             try:
+                if MANIFOLD_URL:
+                    await self._ask_manifold(job, inbox)
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task.exception() is not None:
@@ -121,6 +128,30 @@ class Runner:
 
         replies = await run_pipeline(inbox)
         logger.info("Pipeline finished after %d replies", len(replies))
+
+    async def _ask_manifold(self, job: Job, inbox: asyncio.Queue[str | None]) -> None:
+        """One question per session to the manifold, with the W3C headers: its logs join this session."""
+        body = {"model": MANIFOLD_MODEL, "stream": True, "user": job.userId or "anonymous",
+                "messages": [{"role": "user", "content": MANIFOLD_QUESTION}]}
+        answer: list[str] = []
+        try:
+            async with httpx.AsyncClient(timeout=MANIFOLD_TIMEOUT_S) as client, client.stream(
+                "POST", f"{MANIFOLD_URL.rstrip('/')}/v1/chat/completions", json=body,
+                headers=inject_headers({"x-chat-id": f"bot-{job.launchId}"}),
+            ) as reply:
+                reply.raise_for_status()
+                async for line in reply.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    data = json.loads(line[6:])
+                    for choice in data.get("choices") or []:
+                        answer.append(choice.get("delta", {}).get("content") or "")
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.warning("The manifold could not answer: %s: %s", type(exc).__name__, exc)
+            return
+        text = "".join(answer)
+        logger.info("The manifold answered (%d characters)", len(text))
+        inbox.put_nowait(text)
 
     async def _keepalive(self, bot: BotSession) -> None:
         """Returns when the room's lock is no longer this launch's: then the bot must go."""

@@ -28,6 +28,7 @@ class Platform:
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self.procs: list[Proc] = []
         self.gateway_url = ""
+        self.manifold_url = ""
         self.runner_urls: list[str] = []
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -52,16 +53,27 @@ class Platform:
         self.gateway_url = f"http://127.0.0.1:{port}"
         return self.gateway_url
 
+    def start_manifold(self) -> str:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {"OPENAI_API_KEY": "", "GLOBAL_LOG_LEVEL": "INFO"}
+        self._start("manifold", ["-m", "manifold.serve", "--port", str(port)], **env).wait_http(f"{url}/health")
+        self.manifold_url = url
+        return url
+
     def start_runner(self, slots: int = 1, level: str = "DEBUG") -> str:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
+        extra = {"MANIFOLD_URL": self.manifold_url} if self.manifold_url else {}
         self._start("runner", ["-m", "bot.runner", "--warm", "--port", str(port), "--slots", str(slots)],
-                    GLOBAL_LOG_LEVEL=level).wait_http(f"{url}/health")
+                    GLOBAL_LOG_LEVEL=level, **extra).wait_http(f"{url}/health")
         self.runner_urls.append(url)
         return url
 
     def start_operator(self, **env: str) -> Proc:
         settings = {"GLOBAL_LOG_LEVEL": "DEBUG", "BOT_CONSOLE_LEVEL": "INFO", **env}
+        if self.manifold_url:
+            settings.setdefault("MANIFOLD_URL", self.manifold_url)  # a cold bot inherits it
         proc = self._start("operator", ["-m", "bot.operator"], **settings)
         wait_for(lambda: "Operator started" in self.text_of(proc) or proc.popen.poll() is not None, what="operator")
         return proc

@@ -1,5 +1,6 @@
 """Load a function file the way Open WebUI 0.12 does, without Open WebUI: its frontmatter rule and
-a fresh module per load (`utils/plugin.py`: `extract_frontmatter`, `load_function_module_by_id`)."""
+a fresh module per load (`utils/plugin.py`: `extract_frontmatter`, `load_function_module_by_id`).
+Used by `manifold.serve` to host the pipe, and by the tests."""
 
 from __future__ import annotations
 
