@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
+from manifold.loader import load_function
 from otel_session import SessionLogProcessor, inject_headers, session
 from tests.fake_openai import fake_openai  # noqa: F401 - the fixture
-from manifold.loader import load_function
 
 PIPE = Path(__file__).resolve().parent.parent / "manifold" / "openai_responses_manifold.py"
 KEY = "sk-test-abcdefghijklmnop0123"
