@@ -4,7 +4,11 @@ VENV := .venv
 PINS_VENV := .venv-pins
 PINS := constraints/openwebui-0.12.txt
 
-.PHONY: test test-latest test-pins lint bench redis clean
+.PHONY: demo test test-latest test-pins lint bench redis clean
+
+## Set up the environment, make sure Redis runs, and run the whole platform once (the main job).
+demo: redis $(VENV)/.installed
+	$(VENV)/bin/otel-session demo
 
 ## Set up both environments, make sure Redis runs, and run the suite twice:
 ## on the newest releases, and on Open WebUI 0.12's pins.
