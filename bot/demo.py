@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import redis
@@ -31,7 +31,6 @@ from bot.service import DEFAULT_REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
-T = TypeVar("T")
 
 
 @dataclass
@@ -58,7 +57,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
+def _wait(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError, redis.RedisError, ValueError, KeyError):
