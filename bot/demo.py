@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,10 @@ class Deployment:
         raw = self.redis.get(self.key(f"room_active:{room}"))
         return json.loads(raw) if raw else None
 
+    def running_lock(self, room: str) -> dict[str, Any] | None:
+        lock = self.lock(room)
+        return lock if lock and lock["status"] == "running" else None
+
     def stop(self) -> None:
         """SIGTERM, as an orchestrator would: each service flushes its logs on the way out."""
         for _, proc in reversed(self.procs):
@@ -118,6 +123,17 @@ class Deployment:
             for key in self.redis.scan_iter(match=f"{self.prefix}*"):
                 self.redis.delete(key)
         self.redis.close()
+
+
+def _citations(manifold: str, session_id: str) -> list[dict[str, Any]] | None:
+    found: list[dict[str, Any]] = httpx.get(f"{manifold}/citations", params={"session_id": session_id},
+                                            timeout=5).json()
+    return found or None
+
+
+def _exited(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split(") ")[1][0] in "ZX"
 
 
 def _cold_pids(dep: Deployment, joins: list[Join]) -> Iterator[int]:
@@ -164,8 +180,7 @@ def run(redis_url: str, log_dir: Path) -> int:
             reply.raise_for_status()
             body = reply.json()
             join.launch_id, join.trace_id = body["launchId"], body["traceId"]
-            lock = _wait(f"{join.who}'s bot", lambda j=join: (v := dep.lock(j.room_url)) and v["status"] == "running"
-                         and v)
+            lock = _wait(f"{join.who}'s bot", partial(dep.running_lock, join.room_url))
             join.kind = lock["type"]
             join.runner_url = lock.get("runner_url", "")
             where = f"warm runner {join.runner_url}" if join.kind == "warm" else f"cold bot, pid {lock['pid']}"
@@ -173,8 +188,8 @@ def run(redis_url: str, log_dir: Path) -> int:
 
         say()
         for join in joins:
-            found = _wait(f"the manifold's answer to {join.who}'s bot", lambda j=join: httpx.get(
-                f"{manifold}/citations", params={"session_id": j.session_id}, timeout=5).json() or None, 60)
+            found = _wait(f"the manifold's answer to {join.who}'s bot",
+                          partial(_citations, manifold, join.session_id), 60)
             join.citation = found[-1]["document"]
             say(f"{join.who}'s bot asked the manifold a question; the run logged under the same session and trace")
 
@@ -187,8 +202,7 @@ def run(redis_url: str, log_dir: Path) -> int:
             else:
                 dep.redis.delete(dep.key(f"room_active:{join.room_url}"))  # the room is freed: the cold bot goes
         for pid in cold:
-            _wait(f"cold bot {pid} to exit", lambda p=pid: not Path(f"/proc/{p}").exists()
-                  or Path(f"/proc/{p}/stat").read_text().split(") ")[1][0] in "ZX", 30)
+            _wait(f"cold bot {pid} to exit", partial(_exited, pid), 30)
         dep.stop()
         _report(joins, log_dir)
         return 0
