@@ -1,0 +1,8 @@
+"""`python -m otel_session` is the `otel-session` command."""
+
+import sys
+
+from otel_session.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""`otel-session`: the command line.
+
+`otel-session logs` prints the records of the OTLP-JSON log files that `configure(exporter="file")` or
+a Collector's `file` exporter wrote, in time order across services, filtered by session, user,
+service, trace, level and time; `--follow` keeps printing as the files grow. `otel-session demo`
+runs the whole platform from a repository checkout (`bot/demo.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO, TypeVar
+
+from otel_session.file_exporter import log_dir
+from otel_session.log_reader import (
+    LogEntry,
+    LogFilter,
+    LogTail,
+    ReadStats,
+    iso_time,
+    min_severity,
+    parse_since,
+    parse_trace_id,
+)
+
+T = TypeVar("T")
+PROG = "otel-session"
+POLL_S = 0.5
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+NOT_A_CHECKOUT = ("otel-session demo runs from the project's repository checkout (it starts the bot/ and "
+                  "manifold/ services); cd there and run it again")
+
+# (lowest severity number, SGR code): FATAL bold red, ERROR red, WARN yellow, INFO green, DEBUG/TRACE dim
+_COLOURS = ((21, "1;31"), (17, "31"), (13, "33"), (9, "32"), (1, "2"))
+_CAPS = {"service": 24, "level": 11, "session": 36, "logger": 32}  # widest a column grows; longer values overflow
+_INDENT = "    "
+
+
+# --- argument types: a bad value is argparse's "argument --x: ..." and exit 2 -------------------------
+
+
+def _type(convert: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"invalid count {text!r}: use a whole number, 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Session-scoped OpenTelemetry logs.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    logs = commands.add_parser(
+        "logs", help="print log records from OTLP-JSON files, in time order across services",
+        description="Print the log records of OTLP-JSON lines files (what configure(exporter='file') and a "
+                    "Collector's file exporter write) in time order across services and files. Filters combine; "
+                    "a filter given twice admits either value.",
+    )
+    logs.add_argument("--dir", type=Path, metavar="DIR",
+                      help="a directory (every *.json* file in it, recursively) or one file; "
+                           f"default: $OTEL_SESSION_LOG_DIR, else {log_dir({})}")
+    logs.add_argument("--session", action="append", metavar="ID", help="only this session.id")
+    logs.add_argument("--user", action="append", metavar="ID", help="only this user.id")
+    logs.add_argument("--service", action="append", metavar="NAME", help="only this service.name")
+    logs.add_argument("--trace", action="append", metavar="ID", type=_type(parse_trace_id),
+                      help="only this trace (32 hex digits)")
+    logs.add_argument("--level", metavar="LEVEL", type=_type(min_severity),
+                      help="this level and above: TRACE, DEBUG, INFO, WARN(ING), ERROR, CRITICAL/FATAL, any case")
+    logs.add_argument("--since", metavar="WHEN", type=_type(parse_since),
+                      help="records from this long ago (30s, 10m, 2h, 1d) or from an ISO-8601 time (UTC unless it "
+                           "has an offset)")
+    logs.add_argument("--limit", metavar="N", type=_type(_limit),
+                      help="only the last N matching records (with --follow: the last N, then new ones)")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing records as files grow and new files appear, until Ctrl-C")
+    logs.add_argument("--json", action="store_true",
+                      help="one JSON object a line: time, service, level, logger, message, session_id, user_id, "
+                           "trace_id, span_id, attributes")
+    logs.set_defaults(handler=_logs, parser=logs)
+
+    demo = commands.add_parser(
+        "demo", help="run the whole platform (gateway, operator, runner, manifold) from a repository checkout",
+        description="Start the bot/ and manifold/ services of a repository checkout and run a demo session.",
+    )
+    demo.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
+                      help="Redis to use (default: $REDIS_URL, else %(default)s)")
+    demo.add_argument("--log-dir", default=None, metavar="DIR",
+                      help="where the services write their OTLP-JSON logs (default: a new temporary directory)")
+    demo.set_defaults(handler=_demo, parser=demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    code: int = args.handler(args)
+    return code
+
+
+# --- logs ------------------------------------------------------------------------------------------
+
+
+def _logs(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    path: Path = args.dir if args.dir is not None else log_dir()
+    if not path.exists():
+        if args.dir is not None:
+            parser.error(f"argument --dir: {path}: no such file or directory")
+        parser.error(f"no log directory at {path}: set OTEL_SESSION_LOG_DIR or pass --dir")
+    log_filter = LogFilter(
+        sessions=frozenset(args.session or ()),
+        users=frozenset(args.user or ()),
+        services=frozenset(args.service or ()),
+        traces=frozenset(args.trace or ()),
+        min_severity=args.level or 0,
+        since_unix_nano=args.since,
+    )
+    out = sys.stdout
+    if isinstance(out, io.TextIOWrapper):
+        out.reconfigure(errors="backslashreplace")  # a message never fails to print
+    printer = JsonPrinter(out) if args.json else HumanPrinter(out, colour=use_colour(out))
+    stats = ReadStats()
+    tail = LogTail(path, log_filter, stats)
+    try:
+        printer.write(tail.read(limit=args.limit, final=not args.follow))
+        out.flush()
+        if args.follow:
+            with _interrupted_by_sigterm(), contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(POLL_S)
+                    entries = tail.read()
+                    if entries:
+                        printer.write(entries)
+                        out.flush()
+            tail.finish()
+    except BrokenPipeError:  # `| head` stopped reading: not an error
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:  # Ctrl-C while reading, before any following
+        return 130
+    summary = stats.summary()
+    if summary:
+        print(f"{PROG}: {summary}", file=sys.stderr)
+    return 0
+
+
+def use_colour(out: TextIO) -> bool:
+    """ANSI colour only for a terminal, and never with NO_COLOR set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class JsonPrinter:
+    """`--json`: one object a line, `LogEntry.as_dict()`."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, entries: Sequence[LogEntry]) -> None:
+        for entry in entries:
+            self.out.write(json.dumps(entry.as_dict(), ensure_ascii=False) + "\n")
+
+
+class HumanPrinter:
+    """Aligned columns: time, service, level, session, logger, message; a stack trace indented
+    under its record. Column widths fit the records printed so far (up to a cap) and only grow."""
+
+    def __init__(self, out: TextIO, colour: bool = False) -> None:
+        self.out = out
+        self.colour = colour
+        self.widths = {"service": 7, "level": 5, "session": 7, "logger": 6}
+
+    def write(self, entries: Sequence[LogEntry]) -> None:
+        rows = [(entry, self._cells(entry)) for entry in entries]
+        for _, cells in rows:
+            for name, value in cells.items():
+                self.widths[name] = max(self.widths[name], min(len(value), _CAPS[name]))
+        for entry, cells in rows:
+            self.out.write(self.format(entry, cells) + "\n")
+
+    @staticmethod
+    def _cells(entry: LogEntry) -> dict[str, str]:
+        return {"service": entry.service, "level": entry.level, "session": entry.session_id or "-",
+                "logger": entry.logger or "-"}
+
+    def format(self, entry: LogEntry, cells: dict[str, str] | None = None) -> str:
+        cells = cells or self._cells(entry)
+        padded = {name: value.ljust(self.widths[name]) for name, value in cells.items()}
+        stamp = iso_time(entry.time_unix_nano, "milliseconds")
+        level = padded["level"]
+        if self.colour:
+            code = next((c for floor, c in _COLOURS if entry.severity_number >= floor), None)
+            stamp = f"\033[2m{stamp}\033[0m"
+            if code:
+                level = f"\033[{code}m{level}\033[0m"
+        message, *more = entry.message.split("\n")
+        lines = [f"{stamp}  {padded['service']}  {level}  {padded['session']}  {padded['logger']}  {message}"]
+        lines.extend(_INDENT + line for line in more)
+        if entry.exception:
+            lines.extend(_INDENT + line for line in entry.exception.rstrip("\n").split("\n"))
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _interrupted_by_sigterm() -> Iterator[None]:
+    """SIGTERM stops a follower like Ctrl-C does: output flushed, summary printed, exit 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+# --- demo ------------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    sys.path.insert(0, os.getcwd())
+    try:
+        demo = importlib.import_module("bot.demo")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("bot", "bot.demo"):
+            print(NOT_A_CHECKOUT, file=sys.stderr)
+            sys.exit(2)
+        print(f"{PROG} demo: cannot import bot.demo: {exc} (install the development extras: "
+              "pip install -e '.[dev]')", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(demo.main(redis_url=args.redis_url, log_dir=args.log_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""`otel-session demo`, the project's main job, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from tests.bot_platform import REDIS_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BOT_"))}
+    env.pop("OPENAI_API_KEY", None)
+    env["REDIS_URL"] = REDIS_URL
+    out = subprocess.run([sys.executable, "-m", "otel_session", "demo", "--log-dir", str(tmp_path)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert text.count("-> warm runner") == 2 and text.count("-> cold bot, pid") == 1
+    for who in ("ada", "grace", "linus"):
+        block = text.split(f"session demo-session-{who} (")[1].split("== ")[0]
+        counts = dict(re.findall(r"(bot-gateway|bot-operator|bot-runner|manifold) (\d+)", block))
+        assert set(counts) == {"bot-gateway", "bot-operator", "bot-runner", "manifold"}
+        assert all(int(n) > 0 for n in counts.values()), block
+        assert "Calling gpt-4.1-mini" in block  # the citation the manifold produced
+        assert f"otel-session logs --dir {tmp_path} --session demo-session-{who}" in block
+    prefix = re.search(r"Redis keys under (demo-[0-9a-f]+:)", text).group(1)
+    client = redis.Redis.from_url(REDIS_URL)
+    assert list(client.scan_iter(match=f"{prefix}*")) == []  # cleaned up
+    logs = subprocess.run([sys.executable, "-m", "otel_session", "logs", "--dir", str(tmp_path), "--session",
+                           "demo-session-linus", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert logs.returncode == 0 and '"service": "manifold"' in logs.stdout.replace('":"', '": "')
+
+
+def test_the_demo_says_how_to_start_redis_when_it_is_unreachable(tmp_path):
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    out = subprocess.run([sys.executable, "-m", "otel_session", "demo", "--log-dir", str(tmp_path)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "Redis is not reachable" in out.stdout and "scripts/ensure-redis.sh" in out.stdout
