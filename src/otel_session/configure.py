@@ -4,6 +4,11 @@ OTel's global providers can be set once per process, so the first call sets (or 
 registers one `SessionLogProcessor`; every later call only re-points that processor (exporter,
 level, limits, baggage keys). That is what makes it safe to call from code that is reloaded, such
 as an Open WebUI function, and lets tests swap exporters freely.
+
+Spans: when the exporter is `otlp` and the `TracerProvider` is the one `configure()` created (never
+a host's), one `BatchSpanProcessor(OTLPSpanExporter())` is added, at most once per process, so the
+spans the log records point at reach the same Collector (`OTEL_TRACES_EXPORTER=none` opts out). The
+SDK cannot remove a span processor, so re-pointing the logs away from `otlp` later leaves it in place.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from opentelemetry.sdk._logs.export import (
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_session.capture import registry
 from otel_session.file_exporter import OtlpJsonFileExporter, log_dir
@@ -59,20 +65,29 @@ class Telemetry:
     memory_exporter: InMemoryLogRecordExporter | None = None
     attached: bool = False  # True when the providers were someone else's
     _owned: bool = field(default=False, repr=False)
+    span_processor: BatchSpanProcessor | None = None  # OTLP span export, when configure() added it
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.processor.force_flush(timeout_millis)
+        spans = self.span_processor.force_flush(timeout_millis) if self.span_processor is not None else True
+        return self.processor.force_flush(timeout_millis) and spans
 
     def shutdown(self) -> None:
-        """Flush and close this pipeline's exporter; a later `configure()` builds a new one."""
+        """Flush and close this pipeline's exporter; a later `configure()` builds a new one.
+
+        The span processor is only flushed: it lives as long as the process's `TracerProvider`
+        (which shuts it down at exit)."""
         inner, self.processor.inner = self.processor.inner, None
         if inner is not None:
             inner.shutdown()
+        if self.span_processor is not None:
+            self.span_processor.force_flush()
 
 
 _lock = threading.RLock()
 _current: Telemetry | None = None
 _warned_names: set[str] = set()
+_own_tracer_provider: TracerProvider | None = None  # set when configure() created the global one
+_span_processor: BatchSpanProcessor | None = None
 
 
 def configured() -> Telemetry | None:
@@ -126,6 +141,22 @@ def _build_pipeline(
     return name, built, BatchLogRecordProcessor(built), True
 
 
+def _export_spans(exporter_name: str) -> BatchSpanProcessor | None:
+    """Add the OTLP span processor once, to our own TracerProvider only; it is never removed."""
+    global _span_processor
+    if (
+        _span_processor is None
+        and exporter_name == "otlp"
+        and _own_tracer_provider is not None
+        and os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() != "none"
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        _span_processor = BatchSpanProcessor(OTLPSpanExporter())
+        _own_tracer_provider.add_span_processor(_span_processor)
+    return _span_processor
+
+
 def _install_handler(provider: LoggerProvider) -> None:
     root = logging.getLogger()
     if any(isinstance(h, (LoggingHandler, SdkLoggingHandler)) for h in root.handlers):
@@ -137,6 +168,7 @@ def _install_handler(provider: LoggerProvider) -> None:
 
 def _providers(resource: Resource) -> tuple[LoggerProvider, TracerProvider | None, bool]:
     """Adopt SDK providers someone else set globally; otherwise set ours."""
+    global _own_tracer_provider
     attached = False
     existing = get_logger_provider()
     if isinstance(existing, LoggerProvider):
@@ -152,6 +184,8 @@ def _providers(resource: Resource) -> tuple[LoggerProvider, TracerProvider | Non
         trace.set_tracer_provider(tracer_provider)
         if trace.get_tracer_provider() is not tracer_provider:  # someone else's non-SDK provider
             tracer_provider = None
+        else:
+            _own_tracer_provider = tracer_provider
     return logger_provider, tracer_provider, attached
 
 
@@ -200,6 +234,7 @@ def configure(
             old.force_flush()
             if old_owned:
                 old.shutdown()
+        span_processor = _export_spans(exporter_name)
         _install_handler(logger_provider)
         state.set_default(default_level)
         if name and name != actual and name not in _warned_names:
@@ -218,5 +253,6 @@ def configure(
             memory_exporter=built if isinstance(built, InMemoryLogRecordExporter) else None,
             attached=attached,
             _owned=owned,
+            span_processor=span_processor,
         )
         return _current
