@@ -26,6 +26,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from opentelemetry import trace
 
 import otel_session
 from manifold.loader import load_function
@@ -158,9 +159,8 @@ def create_app(*, telemetry: bool = True, base_url: str | None = None) -> FastAP
 
 
 def _citation_record(event: dict[str, Any], chat_id: str) -> dict[str, Any]:
+    """Called from the pipe's emitter, so inside the run's session and trace."""
     info = otel_session.current()
-    from opentelemetry import trace
-
     span = trace.get_current_span().get_span_context()
     return {"session_id": info.session_id if info else None, "chat_id": chat_id,
             "trace_id": format(span.trace_id, "032x") if span.is_valid else None,
