@@ -228,7 +228,8 @@ class _Run:
         await self._emit({"type": "status", "data": {"description": description, "done": True}})
         if not logs.records:
             return
-        text = logs.render().replace("```", "ˋˋˋ")
+        # Open WebUI names this module `function_<id>_<uuid>` anew on every load; show the user a stable name.
+        text = logs.render().replace(f" {__name__}: ", " openai_responses: ").replace("```", "ˋˋˋ")
         await self._emit({
             "type": "citation",
             "data": {

@@ -79,7 +79,8 @@ def test_success_returns_the_text_then_one_logs_citation(pipe, fake_openai, otel
     assert citation["source"] == {"name": "Logs"} and citation["metadata"][0]["source"] == "Logs"
     (doc,) = events.citations
     assert doc.startswith("```text\n") and doc.endswith("\n```")
-    assert "Calling gpt-test with 1 messages" in doc and "Response completed" in doc
+    assert "INFO  openai_responses: Calling gpt-test with 1 messages" in doc and "Response completed" in doc
+    assert "function_openai_responses_" not in doc  # the per-load module name is not shown
     assert "HTTP Request: POST" in doc  # the HTTP client's records are the run's records too
     assert "DEBUG" not in doc
     assert fake_openai.requests[-1]["body"]["model"] == "gpt-test"
