@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from otel_session.validation import id_error, text_error
+from otel_session import id_error, text_error
 
 MAX_URL = 2048
 

@@ -17,7 +17,7 @@ from otel_session import (
     inject_payload,
     session,
 )
-from otel_session.validation import entry_error
+from otel_session._validation import entry_error
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C

@@ -4,7 +4,7 @@ records of a run captured so they can be shown to its user."""
 from otel_session.capture import Capture, capture
 from otel_session.configure import Telemetry, configure, configured
 from otel_session.file_exporter import OtlpJsonFileExporter
-from otel_session.levels import INHERIT, parse_level, resolve_level
+from otel_session._levels import INHERIT, parse_level, resolve_level
 from otel_session.loguru_bridge import install_loguru_bridge
 from otel_session.processor import SessionLogProcessor
 from otel_session.propagation import (

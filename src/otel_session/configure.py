@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_session.capture import registry
 from otel_session.file_exporter import OtlpJsonFileExporter, log_dir
-from otel_session.levels import parse_level, resolve_level, state
+from otel_session._levels import parse_level, resolve_level, state
 from otel_session.processor import DEFAULT_BAGGAGE_KEYS, SessionLogProcessor
 
 logger = logging.getLogger(__name__)

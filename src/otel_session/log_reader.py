@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from otel_session.levels import parse_level, severity_of
+from otel_session._levels import parse_level, severity_of
 
 SESSION_ID = "session.id"
 USER_ID = "user.id"

@@ -20,10 +20,10 @@ from otel_session import _sdk
 from otel_session._diagnostics import internal as _internal
 from otel_session._sdk import _SEVERITY_BY_ID
 from otel_session.capture import CaptureRegistry, registry
-from otel_session.levels import LevelState, parse_level, severity_of, state
+from otel_session._levels import LevelState, parse_level, severity_of, state
 from otel_session.redaction import Redactor
 from otel_session.redaction import redactor as default_redactor
-from otel_session.validation import LOG_LEVEL
+from otel_session._validation import LOG_LEVEL
 
 DEFAULT_BAGGAGE_KEYS = ("session.*", "user.*")
 MAX_VALUE_LEN = 256

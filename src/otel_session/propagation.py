@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_session.validation import entry_error
+from otel_session._validation import entry_error
 
 logger = logging.getLogger(__name__)
 

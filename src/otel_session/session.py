@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from opentelemetry import baggage, context
 from opentelemetry.context import Context
 
-from otel_session import validation as v
+from otel_session import _validation as v
 from otel_session._scope import Scope
-from otel_session.levels import level_name, parse_level, state
+from otel_session._levels import level_name, parse_level, state
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
 from otel_session.capture import DEFAULT_LIMITS
 from otel_session.configure import Telemetry, configure
-from otel_session.levels import parse_level, severity_of
+from otel_session._levels import parse_level, severity_of
 from otel_session.processor import DEFAULT_BAGGAGE_KEYS
 from otel_session.records import Record, snapshot
 from otel_session.redaction import redactor

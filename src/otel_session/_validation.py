@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from otel_session.levels import parse_level
+from otel_session._levels import parse_level
 
 SESSION_ID = "session.id"
 USER_ID = "user.id"
