@@ -1,13 +1,12 @@
 """Session-scoped OpenTelemetry logs: session ids on every record, a level per session, and the
 records of a run captured so they can be shown to its user."""
 
-from otel_session.capture import Capture, capture
-from otel_session.configure import Telemetry, configure, configured
-from otel_session.file_exporter import OtlpJsonFileExporter
+from otel_session._capture import Capture, capture
+from otel_session._configure import Telemetry, configure, configured
 from otel_session._levels import INHERIT, parse_level, resolve_level
-from otel_session.loguru_bridge import install_loguru_bridge
-from otel_session.processor import SessionLogProcessor
-from otel_session.propagation import (
+from otel_session._loguru_bridge import install_loguru_bridge
+from otel_session._processor import SessionLogProcessor
+from otel_session._propagation import (
     extract_env,
     extract_headers,
     extract_payload,
@@ -15,9 +14,19 @@ from otel_session.propagation import (
     inject_headers,
     inject_payload,
 )
-from otel_session.records import Record
-from otel_session.redaction import SECRET_PATTERNS, add_redaction
-from otel_session.session import SessionInfo, attach, current, session
+from otel_session._record import Record
+from otel_session._redaction import SECRET_PATTERNS, add_redaction
+from otel_session._session import SessionInfo, attach, current, session
+from otel_session._state import STATE as _STATE
+from otel_session._validation import id_error, text_error
+from otel_session.file_exporter import OtlpJsonFileExporter
+
+
+def reset() -> None:
+    """Back to the defaults (for tests): no captures, no redaction, the default baggage keys. The
+    pipeline `configure()` built stays; OTel's providers are set once per process."""
+    _STATE.reset()
+
 
 __all__ = [
     "INHERIT",
@@ -37,11 +46,14 @@ __all__ = [
     "extract_env",
     "extract_headers",
     "extract_payload",
+    "id_error",
     "inject_env",
     "inject_headers",
     "inject_payload",
     "install_loguru_bridge",
     "parse_level",
+    "reset",
     "resolve_level",
     "session",
+    "text_error",
 ]

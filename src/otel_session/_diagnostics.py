@@ -1,15 +1,47 @@
-"""Where the pipeline reports its own failures: stderr, never the root logger.
+"""Where the pipeline reports its own failures, and the SDK's: stderr, rate-limited, never the
+export.
 
-A failure inside the log pipeline (a processor, an exporter) that logged through the root logger
-would go back into that pipeline: a recursion on the emit path, and a record that fails again on
-every export cycle.
+A failure inside the log pipeline (a processor, an exporter) that went back into that pipeline
+would recurse on the emit path, and fail again on every export cycle. The SDK logs its own
+failures (an OTLP export that failed, "Failed to detach context") on the `opentelemetry` loggers;
+the bridge drops those records from the export, so without a handler of their own they would be
+lost. Both get a stderr handler that lets a burst through, then counts what it held back.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from typing import Any
+
+BURST = 10  # lines let through in one window
+WINDOW_S = 60.0
+
+
+class _RateLimit(logging.Filter):
+    def __init__(self, burst: int = BURST, window_s: float = WINDOW_S) -> None:
+        super().__init__()
+        self.burst, self.window_s = burst, window_s
+        self._lock = threading.Lock()
+        self._start = -window_s
+        self._passed = 0
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._start >= self.window_s:
+                held, self.suppressed = self.suppressed, 0
+                self._start, self._passed = now, 0
+                if held:
+                    record.msg = f"{record.msg} [{held} earlier messages of this kind suppressed]"
+            if self._passed < self.burst:
+                self._passed += 1
+                return True
+            self.suppressed += 1
+            return False
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -24,7 +56,24 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def stderr_handler() -> logging.Handler:
+    handler = _StderrHandler()
+    handler.addFilter(_RateLimit())
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    return handler
+
+
 internal = logging.getLogger("otel_session.internal")
 internal.propagate = False
 if not internal.handlers:
-    internal.addHandler(_StderrHandler())
+    internal.addHandler(stderr_handler())
+
+SDK_LOGGER = "opentelemetry"
+
+
+def show_sdk_errors() -> None:
+    """Give the SDK's loggers a rate-limited stderr handler (once); they still propagate, so an
+    app's own console shows them as before."""
+    sdk = logging.getLogger(SDK_LOGGER)
+    if not any(isinstance(h, _StderrHandler) for h in sdk.handlers):
+        sdk.addHandler(stderr_handler())

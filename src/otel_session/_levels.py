@@ -1,16 +1,13 @@
-"""Log levels: parsing, the valve resolution order, and the root logger's threshold.
+"""Log levels: parsing names and numbers, and the valve resolution order.
 
-A session's level is never applied with a global `setLevel` per request (two sessions would fight
-over it). The processor gates each record by its own session's level; the root logger's threshold
-only follows the *lowest* level any live session needs, so disabled calls stay cheap.
+A session's level is never applied with `setLevel` (two sessions would fight over it, and every
+other context would get it too): levels follow the record's own context (`_stdlib`, `_processor`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections import Counter
 from collections.abc import Mapping
 
 INHERIT = "INHERIT"
@@ -72,61 +69,3 @@ def resolve_level(
     if _given(env_value):
         return parse_level(env_value)  # type: ignore[arg-type]
     return logging.INFO
-
-
-def severity_of(level: int) -> int:
-    """The OTel severity number the stdlib bridge gives a record of this level."""
-    if level < 10:
-        return 0
-    if level > 53:
-        return 24
-    band, step = divmod(level, 10)
-    return band * 4 + 1 + min(step, 3)
-
-
-class LevelState:
-    """The process default level and the levels live sessions need."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._live: Counter[int] = Counter()
-        self.default = logging.INFO
-        self.default_severity = severity_of(logging.INFO)
-        self._applied: int | None = None
-        self._active = False  # the root logger is ours to steer only after configure()
-
-    def set_default(self, level: int) -> None:
-        with self._lock:
-            self.default = level
-            self.default_severity = severity_of(level)
-            self._active = True
-            self._apply()
-
-    def acquire(self, level: int) -> None:
-        with self._lock:
-            self._live[level] += 1
-            self._apply()
-
-    def release(self, level: int) -> None:
-        with self._lock:
-            self._live[level] -= 1
-            if self._live[level] <= 0:
-                del self._live[level]
-            self._apply()
-
-    def _apply(self) -> None:
-        if not self._active:
-            return
-        wanted = min(self.default, min(self._live)) if self._live else self.default
-        root = logging.getLogger()
-        if wanted != self._applied or root.level != wanted:
-            self._applied = wanted
-            root.setLevel(wanted)  # also clears every logger's isEnabledFor cache
-
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # a fork while another thread held it must not deadlock the child
-
-
-state = LevelState()
-os.register_at_fork(after_in_child=state._after_fork)

@@ -1,69 +1,144 @@
-"""The one place that leans on SDK internals, for speed on the log-emit path.
+"""The one place that leans on OpenTelemetry SDK and API internals. Each use has a public fallback
+or fails loudly in `tests/test_sdk_internals.py` when the SDK changes shape.
 
-`BoundedAttributes.__setitem__` takes a lock and re-cleans every value; ours are short strings
-that were validated when they entered baggage, so writing them into the mapping's `_dict` is
-safe and measurably cheaper (see benchmarks/). `tests/test_sdk_internals.py` fails loudly if the
-SDK changes shape; anything unexpected here falls back to the public mapping API.
+- Attributes: `BoundedAttributes.__setitem__` takes a lock and re-cleans every value; ours are
+  short strings validated when they entered baggage, so writing them into the mapping's `_dict`
+  is safe and measurably cheaper (see benchmarks/).
+- Processor order: the SDK calls every processor on a provider in turn and lets none veto a
+  record, so a gate must *wrap* what it gates. In a host's provider (attach mode) our processor
+  takes the place of the host's processors and calls them itself; processors added later are
+  routed behind it too.
+- The runtime context: the stdlib gate (`_stdlib`) reads the current Context on every disabled
+  call, and learns that some context asks for lower levels from the contexts being attached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry._logs import SeverityNumber
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
 from opentelemetry.attributes import BoundedAttributes
-
-# Enum members hash and read `.value` through Python code; their ids are stable.
-_SEVERITY_BY_ID = {id(s): s.value for s in SeverityNumber}
-
-
-def severity_value(severity: object) -> int:
-    return _SEVERITY_BY_ID.get(id(severity), 0)
-
-
-def raw_dict(attributes: object, adding: int = 0, longest: int = 0) -> dict[str, Any] | None:
-    """The dict behind a record's attributes, when writing `adding` values of at most `longest`
-    characters straight into it can break none of the SDK's limits; else None."""
-    if type(attributes) is not BoundedAttributes:
-        return None
-    raw = getattr(attributes, "_dict", None)
-    if type(raw) is not dict or getattr(attributes, "_immutable", True):
-        return None
-    maxlen, max_value_len = attributes.maxlen, attributes.max_value_len
-    if (maxlen is not None and len(raw) + adding > maxlen) or (
-        max_value_len is not None and longest > max_value_len
-    ):
-        return None
-    return raw
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, SynchronousMultiLogRecordProcessor
 
 
 def add_attributes(log_record: Any, items: Sequence[tuple[str, str]], longest: int) -> None:
-    """Add attributes the caller did not set itself; never overwrite one it did."""
+    """Add attributes the caller did not set itself; never overwrite one it did, and never evict
+    one of the caller's to make room (at a count limit ours are added only while there is room)."""
     attributes = log_record.attributes
     if type(attributes) is BoundedAttributes and not attributes._immutable:
         raw = attributes._dict
         maxlen, max_value_len = attributes.maxlen, attributes.max_value_len
-        if (
-            type(raw) is dict
-            and (maxlen is None or len(raw) + len(items) <= maxlen)
-            and (max_value_len is None or longest <= max_value_len)
-        ):
-            for key, value in items:
-                if key not in raw:
-                    raw[key] = value
-            return
+        if type(raw) is dict and (max_value_len is None or longest <= max_value_len):
+            if maxlen is None or len(raw) + len(items) <= maxlen:
+                for key, value in items:
+                    raw.setdefault(key, value)
+                return
     if attributes is None:
         log_record.attributes = dict(items)
         return
-    for key, value in items:  # the public path applies the SDK's own limits
-        if key not in attributes:
-            attributes[key] = value
+    maxlen = getattr(attributes, "maxlen", None)
+    for key, value in items:  # the public path applies the SDK's own value limits
+        if key in attributes:
+            continue
+        if maxlen is not None and len(attributes) >= maxlen:
+            break
+        attributes[key] = value
 
 
 def attributes_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     """A plain dict copy of a record's attributes (without the mapping's lock and iterator copy)."""
     if attributes is None:
         return {}
-    raw = raw_dict(attributes)
-    return raw.copy() if raw is not None else dict(attributes)
+    if type(attributes) is BoundedAttributes and type(attributes._dict) is dict:
+        return attributes._dict.copy()
+    return dict(attributes)
+
+
+# --- processor order ---------------------------------------------------------------------------
+
+
+def multi_processor(provider: LoggerProvider) -> SynchronousMultiLogRecordProcessor | None:
+    """The provider's multi-processor, when it has the shape the SDK has had since 1.2x."""
+    multi = getattr(provider, "_multi_log_record_processor", None)
+    if multi is not None and isinstance(getattr(multi, "_log_record_processors", None), tuple):
+        return multi  # type: ignore[no-any-return]
+    return None
+
+
+def put_first(provider: LoggerProvider, gate: Any) -> bool:
+    """Make `gate` the only processor the provider calls, with the processors it had (and any
+    added later) behind it in `gate.inner`. False when the provider has an unknown shape."""
+    multi = multi_processor(provider)
+    if multi is None:
+        return False
+    with multi._lock:
+        current = multi._log_record_processors
+        if gate in current:
+            return True
+        behind = SynchronousMultiLogRecordProcessor()
+        for processor in current:
+            behind.add_log_record_processor(processor)
+        if current:
+            gate.host_processors = behind
+        multi._log_record_processors = (gate,)
+
+    def add_behind(processor: LogRecordProcessor) -> None:
+        behind.add_log_record_processor(processor)
+        gate.host_processors = behind
+
+    # Instance attribute: shadows the method for this provider's multi-processor only.
+    multi.add_log_record_processor = add_behind  # type: ignore[method-assign]
+    return True
+
+
+# --- the runtime context -----------------------------------------------------------------------
+
+_runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+_var = getattr(_runtime, "_current_context", None)
+# The ContextVar behind `context.get_current()`, read directly: two Python calls fewer per check.
+current_context: Callable[[], Context] = getattr(_var, "get", None) or otel_context.get_current
+
+
+def watch_attach(asks: Callable[[Context], bool], on_ask: Callable[[], None]) -> bool:
+    """Call `on_ask()` once, the first time a context for which `asks(ctx)` is true is attached
+    by anyone (our scopes, OTel's `context.attach`, an instrumentation); then step aside."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    original = getattr(type(runtime), "attach", None) if runtime is not None else None
+    if original is None:
+        return False
+
+    def attach(ctx: Context) -> Any:
+        if asks(ctx):
+            unwatch_attach()
+            on_ask()
+        return original(runtime, ctx)
+
+    runtime.attach = attach
+    return True
+
+
+def unwatch_attach() -> None:
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if runtime is not None and "attach" in vars(runtime):
+        del runtime.attach
+
+
+def baggage_of(ctx: Context) -> Mapping[str, object]:
+    return baggage.get_all(ctx)
+
+
+def detach(token: Any) -> bool:
+    """Detach like `context.detach`, but say whether it worked: a token reset in another
+    contextvars.Context (an async generator closed by another task) fails."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if runtime is None:
+        otel_context.detach(token)
+        return True
+    try:
+        runtime.detach(token)
+    except Exception:
+        return False
+    return True

@@ -2,45 +2,37 @@
 
 `otel-session logs` prints the records of the OTLP-JSON log files that `configure(exporter="file")` or
 a Collector's `file` exporter wrote, in time order across services, filtered by session, user,
-service, trace, level and time; `--follow` keeps printing as the files grow. `otel-session demo`
-runs the whole platform from a repository checkout (`bot/demo.py`).
+service, trace, level and time; `--follow` keeps printing as the files grow. (The whole-platform
+demo lives with the platform, in the repository: `python -m bot.demo`.)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import json
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TextIO, TypeVar
 
+from otel_session._follow import LogFilter, LogTail, ReadStats
+from otel_session._levels import parse_level
+from otel_session._record import Record, iso_time
+from otel_session._severity import TRACE, severity_of
 from otel_session.file_exporter import log_dir
-from otel_session.log_reader import (
-    LogEntry,
-    LogFilter,
-    LogTail,
-    ReadStats,
-    iso_time,
-    min_severity,
-    parse_since,
-    parse_trace_id,
-)
 
 T = TypeVar("T")
 PROG = "otel-session"
 POLL_S = 0.5
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-NOT_A_CHECKOUT = ("otel-session demo runs from the project's repository checkout (it starts the bot/ and "
-                  "manifold/ services); cd there and run it again")
 
 # (lowest severity number, SGR code): FATAL bold red, ERROR red, WARN yellow, INFO green, DEBUG/TRACE dim
 _COLOURS = ((21, "1;31"), (17, "31"), (13, "33"), (9, "32"), (1, "2"))
@@ -61,13 +53,54 @@ def _type(convert: Callable[[str], T]) -> Callable[[str], T]:
     return parse
 
 
-def _limit(text: str) -> int:
+def parse_count(text: str) -> int:
+    """`--limit`: a whole number, 0 or more. Raises `ValueError`."""
     try:
         value = int(text)
     except ValueError:
         value = -1
     if value < 0:
         raise ValueError(f"invalid count {text!r}: use a whole number, 0 or more")
+    return value
+
+
+def min_severity(level: str) -> int:
+    """`--level`: the lowest severity number a level name (any case, `WARN`, `TRACE`, a stdlib number)
+    admits. Raises `ValueError`."""
+    if level.strip().upper() == "TRACE":
+        return TRACE
+    return severity_of(parse_level(level))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_HEX = re.compile(r"[0-9a-f]+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_since(text: str, now_unix_nano: int | None = None) -> int:
+    """`--since`: a duration back from now (`30s`, `10m`, `2h`, `1d`, `1h30m`) or an ISO-8601 time
+    (UTC when it has no offset), as a Unix time in nanoseconds. Raises `ValueError`."""
+    value = text.strip().lower()
+    if value and _DURATION.sub("", value) == "":
+        seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(value))
+        now = now_unix_nano if now_unix_nano is not None else time.time_ns()
+        return now - int(seconds * 1e9)
+    try:
+        stamp = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"invalid time {text!r}: use a duration such as 30s, 10m, 2h, 1d, "
+                         "or an ISO-8601 time such as 2026-11-23T10:00:00Z") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return ((stamp - _EPOCH) // timedelta(microseconds=1)) * 1000
+
+
+def parse_trace_id(text: str) -> str:
+    """`--trace`: 32 hex digits (not all zero), as lowercase. Raises `ValueError`."""
+    value = text.strip().lower()
+    if len(value) != 32 or not _HEX.fullmatch(value) or value.strip("0") == "":
+        raise ValueError(f"invalid trace id {text!r}: use 32 hex digits, not all zero")
     return value
 
 
@@ -94,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--since", metavar="WHEN", type=_type(parse_since),
                       help="records from this long ago (30s, 10m, 2h, 1d) or from an ISO-8601 time (UTC unless it "
                            "has an offset)")
-    logs.add_argument("--limit", metavar="N", type=_type(_limit),
+    logs.add_argument("--limit", metavar="N", type=_type(parse_count),
                       help="only the last N matching records (with --follow: the last N, then new ones)")
     logs.add_argument("-f", "--follow", action="store_true",
                       help="keep printing records as files grow and new files appear, until Ctrl-C")
@@ -103,15 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
                            "trace_id, span_id, attributes")
     logs.set_defaults(handler=_logs, parser=logs)
 
-    demo = commands.add_parser(
-        "demo", help="run the whole platform (gateway, operator, runner, manifold) from a repository checkout",
-        description="Start the bot/ and manifold/ services of a repository checkout and run a demo session.",
-    )
-    demo.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
-                      help="Redis to use (default: $REDIS_URL, else %(default)s)")
-    demo.add_argument("--log-dir", default=None, metavar="DIR",
-                      help="where the services write their OTLP-JSON logs (default: a new temporary directory)")
-    demo.set_defaults(handler=_demo, parser=demo)
     return parser
 
 
@@ -183,12 +207,12 @@ def use_colour(out: TextIO) -> bool:
 
 
 class JsonPrinter:
-    """`--json`: one object a line, `LogEntry.as_dict()`."""
+    """`--json`: one object a line, `Record.as_dict()`."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def write(self, entries: Sequence[LogEntry]) -> None:
+    def write(self, entries: Sequence[Record]) -> None:
         for entry in entries:
             self.out.write(json.dumps(entry.as_dict(), ensure_ascii=False) + "\n")
 
@@ -202,7 +226,7 @@ class HumanPrinter:
         self.colour = colour
         self.widths = {"service": 7, "level": 5, "session": 7, "logger": 6}
 
-    def write(self, entries: Sequence[LogEntry]) -> None:
+    def write(self, entries: Sequence[Record]) -> None:
         rows = [(entry, self._cells(entry)) for entry in entries]
         for _, cells in rows:
             for name, value in cells.items():
@@ -211,11 +235,11 @@ class HumanPrinter:
             self.out.write(self.format(entry, cells) + "\n")
 
     @staticmethod
-    def _cells(entry: LogEntry) -> dict[str, str]:
+    def _cells(entry: Record) -> dict[str, str]:
         return {"service": entry.service, "level": entry.level, "session": entry.session_id or "-",
                 "logger": entry.logger or "-"}
 
-    def format(self, entry: LogEntry, cells: dict[str, str] | None = None) -> str:
+    def format(self, entry: Record, cells: dict[str, str] | None = None) -> str:
         cells = cells or self._cells(entry)
         padded = {name: value.ljust(self.widths[name]) for name, value in cells.items()}
         stamp = iso_time(entry.time_unix_nano, "milliseconds")
@@ -257,23 +281,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, io.UnsupportedOperation):
         pass
-
-
-# --- demo ------------------------------------------------------------------------------------------
-
-
-def _demo(args: argparse.Namespace) -> int:
-    sys.path.insert(0, os.getcwd())
-    try:
-        demo = importlib.import_module("bot.demo")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("bot", "bot.demo"):
-            print(NOT_A_CHECKOUT, file=sys.stderr)
-            sys.exit(2)
-        print(f"{PROG} demo: cannot import bot.demo: {exc} (install the development extras: "
-              "pip install -e '.[dev]')", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(demo.main(redis_url=args.redis_url, log_dir=args.log_dir))
 
 
 if __name__ == "__main__":

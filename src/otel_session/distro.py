@@ -56,7 +56,7 @@ class SessionConfigurator(_BaseConfigurator):
     """`otel_session.configure()` from the environment, once per process."""
 
     def _configure(self, **kwargs: Any) -> None:
-        from otel_session.configure import configure
+        from otel_session._configure import configure
 
         configure()
         _guard_bridge_handler()

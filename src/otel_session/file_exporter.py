@@ -5,26 +5,26 @@ Encoding goes through `opentelemetry-exporter-otlp-proto-common` (the OTLP expor
 encoder) and protobuf's JSON mapping; only the ids differ from that mapping, since OTLP JSON
 writes trace and span ids as hex, not base64. Each process appends to its own file
 (`<service>.<pid>.jsonl`), one whole line per `write`, so several processes of one service never
-interleave.
+interleave. A line left torn (a crash or a full disk mid-write, a restarted process with the same
+pid appending to the same file) is closed with a newline before the next batch, so it costs the
+reader one bad line and never the batch after it. A forked child gets a fresh lock and its own file.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import contextlib
 import os
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from otel_session._diagnostics import internal
+from otel_session._otlp_json import encode_json_line
 
 DEFAULT_DIR = "./.otel-session/logs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -34,31 +34,31 @@ def log_dir(env: dict[str, str] | None = None) -> Path:
     return Path((env if env is not None else os.environ).get("OTEL_SESSION_LOG_DIR") or DEFAULT_DIR)
 
 
-def _hex_ids(request: dict[str, Any]) -> dict[str, Any]:
-    for resource_logs in request.get("resourceLogs", ()):
-        for scope_logs in resource_logs.get("scopeLogs", ()):
-            for record in scope_logs.get("logRecords", ()):
-                for key in ("traceId", "spanId"):
-                    if key in record:
-                        record[key] = base64.b64decode(record[key]).hex()
-    return request
+_live: weakref.WeakSet[OtlpJsonFileExporter] = weakref.WeakSet()
 
 
-def encode_json_line(batch: Sequence[ReadableLogRecord]) -> str:
-    """One OTLP `ExportLogsServiceRequest` as a JSON line."""
-    message = MessageToDict(encode_logs(batch), use_integers_for_enums=True)
-    return json.dumps(_hex_ids(message), separators=(",", ":"), ensure_ascii=False) + "\n"
+def _after_fork_in_child() -> None:
+    """A lock another thread held at the fork stays held forever in the child: replace each one."""
+    for exporter in list(_live):
+        exporter._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class OtlpJsonFileExporter(LogRecordExporter):
+    """Appends each batch as one OTLP-JSON line to `<directory>/<service>.<pid>.jsonl`."""
+
     def __init__(self, directory: str | os.PathLike[str] | None = None, service_name: str = "unknown_service") -> None:
         self.directory = Path(directory) if directory is not None else log_dir()
         self.service_name = service_name
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._fd_pid = 0
+        self._torn = False  # the file's last line has no newline: start the next write with one
         self._shutdown = False
         self.failures = 0
+        _live.add(self)
 
     @property
     def path(self) -> Path:
@@ -69,9 +69,23 @@ class OtlpJsonFileExporter(LogRecordExporter):
         pid = os.getpid()
         if self._fd is None or self._fd_pid != pid:  # a forked child writes its own file
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self._fd_pid = pid
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                self._torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd, self._fd_pid = fd, pid
         return self._fd
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
+        if self._fd is not None:  # the parent's file: the child writes its own
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        self._torn = False
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
         if self._shutdown:
@@ -82,9 +96,16 @@ class OtlpJsonFileExporter(LogRecordExporter):
             data = encode_json_line(batch).encode("utf-8")
             with self._lock:
                 fd = self._open()
+                if self._torn:
+                    data = b"\n" + data
                 written = 0
-                while written < len(data):
-                    written += os.write(fd, data[written:])
+                try:
+                    while written < len(data):
+                        written += os.write(fd, data[written:])
+                except OSError:
+                    self._torn = self._torn or written > 0
+                    raise
+                self._torn = False
         except Exception as exc:
             self.failures += 1
             if self.failures == 1 or self.failures % 100 == 0:

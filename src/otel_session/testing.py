@@ -1,6 +1,7 @@
 """Pytest plugin (entry point `pytest11`): the `otel_logs` fixture over the SDK's in-memory exporter.
 
-Records come back as frozen `Record` snapshots, so what a test asserts is what was exported.
+Records come back as frozen `Record` snapshots, so what a test asserts is what was exported. Every
+test starts from the library's defaults (`otel_session.reset()`), as structlog's fixtures do.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from typing import Any
 import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
-from otel_session.capture import DEFAULT_LIMITS
-from otel_session.configure import Telemetry, configure
-from otel_session._levels import parse_level, severity_of
-from otel_session.processor import DEFAULT_BAGGAGE_KEYS
-from otel_session.records import Record, snapshot
-from otel_session.redaction import redactor
+from otel_session._capture import DEFAULT_LIMITS
+from otel_session._configure import Telemetry, configure
+from otel_session._levels import parse_level
+from otel_session._record import Record, snapshot
+from otel_session._severity import severity_of
+from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE
 
 
 class LogCapture:
@@ -52,8 +53,8 @@ class LogCapture:
 
 @pytest.fixture
 def otel_logs() -> Iterator[LogCapture]:
-    patterns = redactor.patterns  # redaction a test adds ends with the test
+    STATE.reset()
     logs = LogCapture()
     yield logs
     logs.clear()
-    redactor.patterns = patterns
+    STATE.reset()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from typing import Any, Protocol
 from urllib.parse import quote, unquote_plus
 
 from opentelemetry import baggage
@@ -109,21 +109,73 @@ def _text(value: object) -> str | None:
     return None
 
 
-def _lookup(carrier: Mapping[Any, Any], name: str, problems: list[str]) -> str | None:
-    """All values of one field, joined (W3C: repeated headers combine), matched case-insensitively."""
-    getlist = getattr(carrier, "getlist", None) or getattr(carrier, "get_all", None)
-    values: list[object]
-    if callable(getlist):
-        try:
-            values = list(getlist(name) or [])
-        except Exception:  # a carrier type with a different getlist signature
-            values = []
+class HeadersWithItems(Protocol):
+    """Anything with `items()`: Mappings, Starlette's `Headers`, `http.client.HTTPMessage`."""
+
+    def items(self) -> Iterable[Any]: ...
+
+
+# What `extract_headers` reads; anything else is refused with a warning, never an exception.
+Headers = HeadersWithItems | Sequence[tuple[Any, Any]]
+
+_FIELDS = (TRACEPARENT, TRACESTATE, BAGGAGE)
+# Every value of a repeated header: Starlette/werkzeug/Django, email.message/HTTPMessage, multidict.
+_MULTI_GETTERS = ("getlist", "get_all", "getall")
+
+
+def _multi_get(headers: object, name: str) -> list[object]:
+    for attr in _MULTI_GETTERS:
+        getter = getattr(headers, attr, None)
+        if callable(getter):
+            try:
+                values = getter(name)
+            except Exception:  # multidict's getall raises KeyError; a getter with another signature
+                return []
+            if isinstance(values, (str, bytes)):
+                return [values]
+            return list(values) if isinstance(values, (list, tuple)) else []
+    return []
+
+
+def _header_values(headers: object, problems: list[str]) -> dict[str, list[object]] | None:
+    """Every value of each field, names matched case-insensitively; None when `headers` is not headers.
+
+    A multi-valued getter comes first because some multi-dicts show one value per name in `items()`;
+    the scan of pairs then finds what a case-sensitive getter missed (and reads ASGI's raw list).
+    """
+    found: dict[str, list[object]] = {name: [] for name in _FIELDS}
+    pairs: Iterable[Any]
+    if isinstance(headers, (list, tuple)):
+        pairs = headers
+    elif not isinstance(headers, (str, bytes)) and callable(getattr(headers, "items", None)):
+        for name in _FIELDS:
+            found[name] = _multi_get(headers, name)
+        if all(found.values()):
+            return found
+        pairs = headers.items()  # type: ignore[attr-defined]
     else:
-        values = []
-    if not values:
-        values = [
-            v for k, v in carrier.items() if isinstance(k, (str, bytes)) and _text(k).lower() == name  # type: ignore[union-attr]
-        ]
+        return None
+    missing = {name for name, values in found.items() if not values}
+    malformed = 0
+    try:
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                malformed += 1
+                continue
+            key = pair[0]
+            if isinstance(key, bytes):
+                key = key.decode("latin-1")
+            if isinstance(key, str) and (name := key.lower()) in missing:
+                found[name].append(pair[1])
+    except Exception as exc:  # a headers object whose items() fails part-way
+        problems.append(f"headers not readable ({type(exc).__name__})")
+    if malformed:
+        problems.append(f"{malformed} header entries that are not (name, value) pairs")
+    return found
+
+
+def _joined(name: str, values: list[object], problems: list[str]) -> str | None:
+    """All values of one field joined with commas, as W3C says repeated headers combine."""
     texts = []
     for value in values:
         text = _text(value)
@@ -204,13 +256,19 @@ def _extract(fields: Mapping[str, str | None], trusted: bool, source: str, probl
     return ctx
 
 
-def extract_headers(headers: Mapping[Any, Any], trusted: bool = True) -> Context:
-    """A Context from HTTP headers; `trusted=False` keeps the trace but drops all baggage."""
+def extract_headers(headers: Headers, trusted: bool = True) -> Context:
+    """A Context from HTTP headers; `trusted=False` keeps the trace but drops all baggage.
+
+    Takes any headers object a Python server hands out: a Mapping (case-insensitive or not),
+    Starlette's `Headers`, `http.client.HTTPMessage` (http.server, urllib), a multidict, or a list
+    of (name, value) pairs such as an ASGI scope's `headers` (bytes are decoded as latin-1).
+    """
     problems: list[str] = []
-    if not isinstance(headers, Mapping):
-        logger.warning("Dropped incoming headers context: a %s is not a mapping", type(headers).__name__)
+    values = _header_values(headers, problems)
+    if values is None:
+        logger.warning("Dropped incoming headers context: a %s is not a headers mapping", type(headers).__name__)
         return Context()
-    fields = {name: _lookup(headers, name, problems) for name in (TRACEPARENT, TRACESTATE, BAGGAGE)}
+    fields = {name: _joined(name, found, problems) for name, found in values.items()}
     return _extract(fields, trusted, "headers", problems)
 
 

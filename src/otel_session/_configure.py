@@ -2,8 +2,14 @@
 
 OTel's global providers can be set once per process, so the first call sets (or adopts) them and
 registers one `SessionLogProcessor`; every later call only re-points that processor (exporter,
-level, limits, baggage keys). That is what makes it safe to call from code that is reloaded, such
-as an Open WebUI function, and lets tests swap exporters freely.
+limits, baggage keys). That is what makes it safe to call from code that is reloaded, such as an
+Open WebUI function, and lets tests swap exporters freely.
+
+Attach mode: when a host already set an SDK `LoggerProvider` (Open WebUI with its own
+OpenTelemetry), the provider and its processors stay the host's, but our processor goes in front
+of them, so what the host exports is enriched, gated and redacted like what we export. We add no
+exporter of our own then unless asked (`exporter=` or `OTEL_LOGS_EXPORTER`): an
+`OTEL_EXPORTER_OTLP_ENDPOINT` set for the host is not such a request.
 
 Spans: when the exporter is `otlp` and the `TracerProvider` is the one `configure()` created (never
 a host's), one `BatchSpanProcessor(OTLPSpanExporter())` is added, at most once per process, so the
@@ -15,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,21 +40,17 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_session.capture import registry
+from otel_session import _diagnostics, _sdk, _stdlib
+from otel_session._handler import BridgeHandler
+from otel_session._levels import parse_level, resolve_level
+from otel_session._processor import SessionLogProcessor
+from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE
 from otel_session.file_exporter import OtlpJsonFileExporter, log_dir
-from otel_session._levels import parse_level, resolve_level, state
-from otel_session.processor import DEFAULT_BAGGAGE_KEYS, SessionLogProcessor
 
 logger = logging.getLogger(__name__)
 
 EXPORTERS = ("otlp", "file", "console", "memory", "none")
-
-
-class _DropOtelInternals(logging.Filter):
-    """The SDK's own warnings (say, an export failure) must not feed back into the export."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "opentelemetry" or record.name.startswith("opentelemetry."))
+_SYNCHRONOUS = (InMemoryLogRecordExporter, ConsoleLogRecordExporter)  # tests and terminals want them now
 
 
 @dataclass
@@ -67,6 +68,11 @@ class Telemetry:
     _owned: bool = field(default=False, repr=False)
     span_processor: BatchSpanProcessor | None = None  # OTLP span export, when configure() added it
 
+    @property
+    def current(self) -> bool:
+        """Whether this is what the latest `configure()` built (an earlier handle is stale)."""
+        return STATE.telemetry is self
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         spans = self.span_processor.force_flush(timeout_millis) if self.span_processor is not None else True
         return self.processor.force_flush(timeout_millis) and spans
@@ -74,29 +80,28 @@ class Telemetry:
     def shutdown(self) -> None:
         """Flush and close this pipeline's exporter; a later `configure()` builds a new one.
 
-        The span processor is only flushed: it lives as long as the process's `TracerProvider`
-        (which shuts it down at exit)."""
-        inner, self.processor.inner = self.processor.inner, None
+        Only the current handle may do this: a handle from an earlier `configure()` no longer owns
+        the pipeline, so shutting it down does nothing but warn. The span processor is only flushed:
+        it lives as long as the process's `TracerProvider` (which shuts it down at exit)."""
+        with STATE.lock:
+            if not self.current:
+                logger.warning("Telemetry.shutdown() on the handle of an earlier configure() ignored: "
+                               "only the current handle (the latest configure()'s) can shut the pipeline down")
+                return
+            inner, self.processor.inner = self.processor.inner, None
         if inner is not None:
             inner.shutdown()
         if self.span_processor is not None:
             self.span_processor.force_flush()
 
 
-_lock = threading.RLock()
-_current: Telemetry | None = None
-_warned_names: set[str] = set()
-_own_tracer_provider: TracerProvider | None = None  # set when configure() created the global one
-_span_processor: BatchSpanProcessor | None = None
-
-
 def configured() -> Telemetry | None:
     """What the last `configure()` built in this process, or None: code that may be loaded many
     times (an Open WebUI function) configures only when nobody has."""
-    return _current
+    return STATE.telemetry
 
 
-def _exporter_name(exporter: str | None) -> str:
+def _exporter_name(exporter: str | None, attached: bool = False) -> str:
     if exporter is None:
         env = os.environ.get("OTEL_LOGS_EXPORTER", "").strip()
         if env:
@@ -104,6 +109,8 @@ def _exporter_name(exporter: str | None) -> str:
             if len(names) > 1:
                 logger.warning("OTEL_LOGS_EXPORTER=%s: only one exporter is supported; using %s", env, names[0])
             exporter = names[0] if names else ""
+        elif attached:
+            exporter = "none"  # the host exports; its OTLP endpoint is not a request for a second exporter
         elif os.environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
             exporter = "otlp"
         else:
@@ -115,14 +122,16 @@ def _exporter_name(exporter: str | None) -> str:
 
 
 def _build_pipeline(
-    exporter: str | LogRecordExporter | None, service_name: str
+    exporter: str | LogRecordExporter | None, service_name: str, attached: bool
 ) -> tuple[str, LogRecordExporter | None, LogRecordProcessor | None, bool]:
     """(name, exporter, exporting processor, whether we own the exporter)."""
     if isinstance(exporter, LogRecordExporter):
-        return type(exporter).__name__, exporter, SimpleLogRecordProcessor(exporter), False
+        processor = (SimpleLogRecordProcessor(exporter) if isinstance(exporter, _SYNCHRONOUS)
+                     else BatchLogRecordProcessor(exporter))
+        return type(exporter).__name__, exporter, processor, False
     if exporter is not None and not isinstance(exporter, str):
         raise TypeError(f"exporter must be a name or a LogRecordExporter, not {type(exporter).__name__}")
-    name = _exporter_name(exporter)
+    name = _exporter_name(exporter, attached)
     built: LogRecordExporter
     if name == "none":
         return name, None, None, True
@@ -143,32 +152,28 @@ def _build_pipeline(
 
 def _export_spans(exporter_name: str) -> BatchSpanProcessor | None:
     """Add the OTLP span processor once, to our own TracerProvider only; it is never removed."""
-    global _span_processor
     if (
-        _span_processor is None
+        STATE.span_processor is None
         and exporter_name == "otlp"
-        and _own_tracer_provider is not None
+        and STATE.own_tracer_provider is not None
         and os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() != "none"
     ):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        _span_processor = BatchSpanProcessor(OTLPSpanExporter())
-        _own_tracer_provider.add_span_processor(_span_processor)
-    return _span_processor
+        STATE.span_processor = BatchSpanProcessor(OTLPSpanExporter())
+        STATE.own_tracer_provider.add_span_processor(STATE.span_processor)
+    return STATE.span_processor
 
 
 def _install_handler(provider: LoggerProvider) -> None:
     root = logging.getLogger()
     if any(isinstance(h, (LoggingHandler, SdkLoggingHandler)) for h in root.handlers):
         return
-    handler = LoggingHandler(logger_provider=provider)
-    handler.addFilter(_DropOtelInternals())
-    root.addHandler(handler)
+    root.addHandler(BridgeHandler(provider))
 
 
 def _providers(resource: Resource) -> tuple[LoggerProvider, TracerProvider | None, bool]:
     """Adopt SDK providers someone else set globally; otherwise set ours."""
-    global _own_tracer_provider
     attached = False
     existing = get_logger_provider()
     if isinstance(existing, LoggerProvider):
@@ -185,8 +190,18 @@ def _providers(resource: Resource) -> tuple[LoggerProvider, TracerProvider | Non
         if trace.get_tracer_provider() is not tracer_provider:  # someone else's non-SDK provider
             tracer_provider = None
         else:
-            _own_tracer_provider = tracer_provider
+            STATE.own_tracer_provider = tracer_provider
     return logger_provider, tracer_provider, attached
+
+
+def _set_default_level(level: str | int | None, first: bool) -> None:
+    """The process default, set once on the root logger as `basicConfig(level=)` would; after
+    that the app's own configuration stands and nothing of ours touches it."""
+    root = logging.getLogger()
+    if level is not None:
+        root.setLevel(parse_level(level))
+    elif first and root.level == logging.WARNING:  # the stdlib's untouched default
+        root.setLevel(resolve_level())
 
 
 def configure(
@@ -201,8 +216,8 @@ def configure(
     capture_idle_ttl_s: float | None = None,
 ) -> Telemetry:
     """Set up (or re-point) session-scoped logging for this process; safe to call repeatedly."""
-    global _current
-    default_level = parse_level(level) if level is not None else resolve_level()
+    if level is not None:
+        parse_level(level)  # validate before anything changes
     limits = {
         k: v
         for k, v in {
@@ -213,22 +228,28 @@ def configure(
         }.items()
         if v is not None
     }
-    with _lock:
-        registry.set_limits(**limits)  # validates before anything changes
+    with STATE.lock:
+        STATE.captures.set_limits(**limits)  # validates before anything changes
+        if baggage_keys is not None:
+            STATE.set_baggage_keys(baggage_keys)
         name = service_name or os.environ.get("OTEL_SERVICE_NAME") or None
-        if _current is None:
+        current = STATE.telemetry
+        first = current is None
+        if current is None:
             resource = Resource.create({SERVICE_NAME: name} if name else {})
             logger_provider, tracer_provider, attached = _providers(resource)
             actual = str(logger_provider.resource.attributes.get(SERVICE_NAME, "unknown_service"))
-            processor = SessionLogProcessor(None, baggage_keys or DEFAULT_BAGGAGE_KEYS)
-            logger_provider.add_log_record_processor(processor)
+            processor = SessionLogProcessor()
+            processor.attached = attached
+            if not _sdk.put_first(logger_provider, processor):
+                logger.warning("This LoggerProvider has an unknown shape: processors on it run before ours "
+                               "and export records unenriched and ungated")
+                logger_provider.add_log_record_processor(processor)
         else:
-            logger_provider, tracer_provider = _current.logger_provider, _current.tracer_provider
-            attached, processor, actual = _current.attached, _current.processor, _current.service_name
-            if baggage_keys is not None:
-                processor.set_baggage_keys(baggage_keys)
-        exporter_name, built, inner, owned = _build_pipeline(exporter, actual)
-        old, old_owned = (_current.processor.inner, _current._owned) if _current else (None, False)
+            logger_provider, tracer_provider = current.logger_provider, current.tracer_provider
+            attached, processor, actual = current.attached, current.processor, current.service_name
+        exporter_name, built, inner, owned = _build_pipeline(exporter, actual, attached)
+        old, old_owned = (current.processor.inner, current._owned) if current else (None, False)
         processor.inner = inner
         if old is not None:
             old.force_flush()
@@ -236,14 +257,16 @@ def configure(
                 old.shutdown()
         span_processor = _export_spans(exporter_name)
         _install_handler(logger_provider)
-        state.set_default(default_level)
-        if name and name != actual and name not in _warned_names:
-            _warned_names.add(name)  # once per name: a reloaded plugin calls this on every load
+        _stdlib.install()
+        _diagnostics.show_sdk_errors()
+        _set_default_level(level, first)
+        if name and name != actual and name not in STATE.warned_names:
+            STATE.warned_names.add(name)  # once per name: a reloaded plugin calls this on every load
             logger.warning(
                 "configure(service_name=%r) ignored: this process already logs as %r "
                 "(the resource is fixed by the first configure() or the host's provider)", name, actual,
             )
-        _current = Telemetry(
+        STATE.telemetry = Telemetry(
             service_name=actual,
             exporter_name=exporter_name,
             logger_provider=logger_provider,
@@ -255,4 +278,7 @@ def configure(
             _owned=owned,
             span_processor=span_processor,
         )
-        return _current
+        return STATE.telemetry
+
+
+__all__ = ["DEFAULT_BAGGAGE_KEYS", "EXPORTERS", "Telemetry", "configure", "configured"]

@@ -9,8 +9,9 @@ from opentelemetry import baggage, context
 from opentelemetry.context import Context
 
 from otel_session import _validation as v
-from otel_session._scope import Scope
-from otel_session._levels import level_name, parse_level, state
+from otel_session._scope import Scope, detach
+from otel_session._context import baggage_level
+from otel_session._levels import level_name, parse_level
 
 
 @dataclass(frozen=True)
@@ -21,21 +22,11 @@ class SessionInfo:
     log_level: int | None
 
 
-def _baggage_level(values: Mapping[str, object]) -> int | None:
-    raw = values.get(v.LOG_LEVEL)
-    if raw is None:
-        return None
-    try:
-        return parse_level(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
 def info_from(ctx: Context | None = None) -> SessionInfo | None:
     """The session carried by `ctx` (default: the current context), or None outside any session."""
     values = baggage.get_all(ctx)
     ids = [values.get(k) for k in (v.SESSION_ID, v.USER_ID, v.USER_NAME)]
-    level = _baggage_level(values)
+    level = baggage_level(values)
     if level is None and all(x is None for x in ids):
         return None
     sid, uid, name = (x if isinstance(x, str) else None for x in ids)
@@ -48,10 +39,10 @@ def current() -> SessionInfo | None:
 
 
 class _Attached(Scope["SessionInfo | None"]):
-    """Attach a context for a block; while it is attached its session level counts as live."""
+    """Attach a context for a block. Its level needs nothing else: levels follow the record's own
+    context (`_stdlib`, `_processor`), whoever attached it."""
 
     _token: object | None = None
-    _level: int | None = None
 
     def _context(self) -> Context:
         raise NotImplementedError
@@ -60,19 +51,13 @@ class _Attached(Scope["SessionInfo | None"]):
         if self._token is not None:
             raise RuntimeError("this context manager is already in use; create a new one")
         ctx = self._context()
-        self._level = _baggage_level(baggage.get_all(ctx))
-        if self._level is not None:
-            state.acquire(self._level)
         self._token = context.attach(ctx)
         return info_from(ctx)
 
     def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
         if token is not None:
-            context.detach(token)  # type: ignore[arg-type]
-        if self._level is not None:
-            state.release(self._level)
-            self._level = None
+            detach(token, "session")
 
 
 class attach(_Attached):  # noqa: N801 - used like a function: `with attach(ctx):`

@@ -1,0 +1,101 @@
+"""What a Context means for its log records, computed once per Context object.
+
+Contexts are immutable, and the stdlib bridge hands the processor the same Context object for
+every record logged inside one attached scope, so the meaning is cached on the Context itself: it
+lives exactly as long as the Context does (a cache beside it kept finished contexts, and the
+ended spans in them, alive). A generation number invalidates every cached meaning at once when
+what it depends on changes (the baggage keys, a capture closing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from opentelemetry import baggage
+from opentelemetry.context import Context, create_key
+
+from otel_session._levels import parse_level
+from otel_session._severity import severity_of
+from otel_session._validation import LOG_LEVEL
+
+if TYPE_CHECKING:
+    from otel_session._capture import Capture
+
+MAX_VALUE_LEN = 256
+NO_FLOOR = 1 << 30  # a stdlib level no record reaches: the context asks for nothing
+CAPTURES_KEY = create_key("otel_session.captures")
+_ATTR = "_otel_session_meaning"
+
+
+class Meaning:
+    """A context's session attributes, its export level, its open captures, and its floor: the
+    lowest stdlib level any of those asks to have records created for."""
+
+    __slots__ = ("attrs", "captures", "export", "export_level", "floor", "generation", "longest")
+
+    def __init__(self, generation: int, attrs: tuple[tuple[str, str], ...], export_level: int | None,
+                 captures: tuple[Capture, ...]) -> None:
+        self.generation = generation
+        self.attrs = attrs
+        self.longest = max((len(v) for _, v in attrs), default=0)
+        self.export_level = export_level
+        self.export = severity_of(export_level) if export_level is not None else None
+        self.captures = captures
+        levels = [c.level for c in captures]
+        if export_level is not None:
+            levels.append(export_level)
+        self.floor = min(levels, default=NO_FLOOR)
+
+
+class KeyMatcher:
+    """Which baggage keys become record attributes: exact keys and `prefix.*` patterns."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        exact, prefixes = set(), []
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern:
+                raise ValueError(f"baggage key pattern {pattern!r} must be a non-empty string")
+            if pattern.endswith(".*"):
+                prefixes.append(pattern[:-1])
+            elif "*" in pattern:
+                raise ValueError(f"baggage key pattern {pattern!r}: only a trailing '.*' is supported")
+            else:
+                exact.add(pattern)
+        self.patterns = tuple(patterns)
+        self.exact, self.prefixes = frozenset(exact), tuple(prefixes)
+
+    def __call__(self, key: str) -> bool:
+        return key in self.exact or key.startswith(self.prefixes)
+
+
+def baggage_level(values: object) -> int | None:
+    """The export level a baggage mapping carries, or None (absent or not a level)."""
+    raw = values.get(LOG_LEVEL) if isinstance(values, dict) or hasattr(values, "get") else None  # type: ignore[union-attr]
+    if raw is None:
+        return None
+    try:
+        return parse_level(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def compute(ctx: Context, generation: int, keys: KeyMatcher) -> Meaning:
+    attrs = []
+    values = baggage.get_all(ctx)
+    for key, value in values.items():
+        if keys(key):
+            text = value if isinstance(value, str) else str(value)
+            attrs.append((key, text[:MAX_VALUE_LEN]))
+    captures = ctx.get(CAPTURES_KEY) or ()
+    live = tuple(c for c in captures if not c.closed)  # type: ignore[attr-defined, union-attr]
+    meaning = Meaning(generation, tuple(attrs), baggage_level(values), live)
+    with contextlib.suppress(AttributeError, TypeError):  # a Context subclass with slots: no cache
+        setattr(ctx, _ATTR, meaning)
+    return meaning
+
+
+def asks(ctx: Context) -> bool:
+    """Whether a context might ask for records below the app's levels (cheap; for arming)."""
+    return CAPTURES_KEY in ctx or LOG_LEVEL in baggage.get_all(ctx)

@@ -1,0 +1,156 @@
+"""`SessionLogProcessor`: enrich, redact, capture, gate, forward — in one processor, ahead of
+every exporting processor.
+
+The SDK calls every registered processor with the same record and lets none of them veto it, so
+an enricher registered after an exporter is silently lost and a level filter is impossible. This
+processor *wraps* the exporting processors instead (the spec's recommended filtering pattern):
+its own (`inner`) and, in a host's provider, the host's (`host_processors`).
+
+What a record's context means (attributes, export level, captures) is computed once per Context
+object (`_context`). The gate: in a context with an export level, records at or above it are
+exported and the rest are not; elsewhere, what the app's logging configuration created is exported
+and what was created only for a capture is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+
+from otel_session import _sdk
+from otel_session._context import _ATTR, NO_FLOOR, Meaning
+from otel_session._diagnostics import internal
+from otel_session._handler import emitting
+from otel_session._record import snapshot
+from otel_session._severity import _BY_ID, severity_value
+from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE, State
+from otel_session._stdlib import configured_enabled
+
+_EMPTY = Meaning(-1, (), None, ())
+
+
+class SessionLogProcessor(LogRecordProcessor):
+    """Stamp session ids from the record's own context, capture, apply its export level, forward."""
+
+    def __init__(
+        self,
+        inner: LogRecordProcessor | None = None,
+        baggage_keys: Sequence[str] | None = None,
+        *,
+        state: State = STATE,
+    ) -> None:
+        self.inner = inner
+        self.host_processors: LogRecordProcessor | None = None  # the provider's others (`_sdk.put_first`)
+        self.attached = False  # in a host's provider, whose own handler may bridge stdlib records too
+        self._state = state
+        self.errors = 0
+        self.duplicates = 0
+        if baggage_keys is not None and tuple(baggage_keys) != DEFAULT_BAGGAGE_KEYS:
+            state.set_baggage_keys(baggage_keys)
+
+    @property
+    def baggage_keys(self) -> tuple[str, ...]:
+        return self._state.keys.patterns
+
+    def set_baggage_keys(self, patterns: Sequence[str]) -> None:
+        self._state.set_baggage_keys(patterns)
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:  # type: ignore[override]
+        try:
+            self._on_emit(log_record)
+        except Exception:  # never into the caller's logging call
+            self.errors += 1
+            if self.errors == 1 or self.errors % 1000 == 0:
+                internal.exception("otel_session: log record lost (%d so far)", self.errors)
+
+    def _on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        lr = log_record.log_record
+        if self.attached and self._duplicate(log_record):
+            return
+        ctx = lr.context
+        state = self._state
+        if ctx is None:
+            meaning = _EMPTY
+        else:
+            meaning = getattr(ctx, _ATTR, None)
+            if meaning is None or meaning.generation != state.generation:
+                meaning = state.meaning(ctx)
+        severity = _BY_ID.get(id(lr.severity_number))
+        if severity is None:
+            severity = severity_value(lr.severity_number)
+        export = meaning.export
+        if severity == 0:  # UNSPECIFIED (an event): no level applies to it
+            exported = True
+        elif export is not None:
+            exported = severity >= export
+        elif meaning.floor != NO_FLOOR:  # created maybe only for a capture: export what the app's levels create
+            scope = log_record.instrumentation_scope
+            exported = configured_enabled(scope.name if scope is not None else "", severity)
+        else:
+            exported = True
+        captures = meaning.captures
+        if not exported and not any(severity >= c.severity for c in captures):
+            return
+        if meaning.attrs:
+            _sdk.add_attributes(lr, meaning.attrs, meaning.longest)
+        redactor = state.redactor
+        if redactor.patterns:
+            redactor.record(lr)
+        if captures:
+            snap = None
+            for cap in captures:
+                if severity >= cap.severity:
+                    if snap is None:
+                        snap = snapshot(log_record)
+                    cap.add(snap)
+        if exported:
+            if self.inner is not None:
+                self.inner.on_emit(log_record)
+            if self.host_processors is not None:
+                self.host_processors.on_emit(log_record)
+
+    def _duplicate(self, log_record: ReadWriteLogRecord) -> bool:
+        """One stdlib record bridged into this provider twice, by the host's handler and ours, in
+        a row on one thread: the second copy is dropped. The SDK's own records never go on."""
+        lr = log_record.log_record
+        scope = log_record.instrumentation_scope
+        name = scope.name if scope is not None else ""
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            return True
+        ours = getattr(emitting, "ours", False)
+        key = (lr.timestamp, name, lr.severity_number)
+        last = getattr(emitting, "last", None)
+        emitting.last = (key, ours)
+        if last is not None and last[0] == key and last[1] is not ours:
+            emitting.last = None
+            self.duplicates += 1
+            return True
+        return False
+
+    def enabled(self, *args: Any, **kwargs: Any) -> bool:
+        """Whether a record of this severity in this context would be exported or captured."""
+        from opentelemetry.context import get_current
+
+        ctx = kwargs.get("context") or get_current()
+        severity = kwargs.get("severity_number")
+        if severity is None:
+            return True
+        meaning = self._state.meaning(ctx)
+        value = severity_value(severity)
+        if meaning.export is not None:
+            return value >= meaning.export or any(value >= c.severity for c in meaning.captures)
+        return True
+
+    def shutdown(self) -> None:
+        for processor in (self.inner, self.host_processors):
+            if processor is not None:
+                processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        flushed = True
+        for processor in (self.inner, self.host_processors):
+            if processor is not None:
+                flushed = processor.force_flush(timeout_millis) and flushed
+        return flushed

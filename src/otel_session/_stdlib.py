@@ -1,0 +1,84 @@
+"""The stdlib-facing part: one context-aware `Logger.isEnabledFor`.
+
+The stdlib decides whether a record is created from logger levels alone, and caches the answer
+per logger. A session or capture that asks for DEBUG must not lower any logger (every other
+context, handler and host exporter would get DEBUG too), so the answer becomes: enabled by the
+app's configuration, or else asked for by the *current* context — a session's export level or an
+open capture's level below the logger's — and only for loggers that inherit their level (a level
+the app set explicitly on a logger stands). `logging.disable()` still wins.
+
+Until some context that asks is attached (`State.armed`), a disabled call costs one global check
+more than the stdlib's. `tests/test_stdlib_internals.py` fails loudly when the stdlib changes the
+parts this leans on (`Logger._cache`, `Manager._clear_cache`, `Manager.disable`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from otel_session import _sdk
+from otel_session._context import _ATTR
+from otel_session._severity import level_of
+from otel_session._state import STATE
+
+_stdlib_is_enabled_for = logging.Logger.isEnabledFor
+_INHERITS = "otel_session.inherits"  # a str key in `Logger._cache`: cleared with it on every level change
+_current = _sdk.current_context
+_root = logging.root
+_logger_dict = logging.Logger.manager.loggerDict
+
+
+def _inherits(logger: logging.Logger) -> bool:
+    """No level set on the logger or on any ancestor below the root."""
+    node: logging.Logger | None = logger
+    while node is not None and node is not _root:
+        if node.level:
+            return False
+        node = node.parent  # type: ignore[assignment]
+    return True
+
+
+def is_enabled_for(self: logging.Logger, level: int) -> bool:
+    if self.disabled:
+        return False
+    cache = self._cache
+    try:
+        if cache[level]:
+            return True
+    except KeyError:
+        if _stdlib_is_enabled_for(self, level):
+            return True
+    if not STATE.armed:
+        return False
+    ctx = _current()
+    meaning = getattr(ctx, _ATTR, None)
+    if meaning is None or meaning.generation != STATE.generation:
+        meaning = STATE.meaning(ctx)
+    if level < meaning.floor or self.manager.disable >= level:
+        return False
+    inherits = cache.get(_INHERITS)
+    if inherits is None:
+        inherits = cache[_INHERITS] = _inherits(self)
+    return inherits  # type: ignore[no-any-return]
+
+
+def configured_enabled(name: str, severity: int) -> bool:
+    """Whether the app's logging configuration alone creates a record of this severity on the
+    stdlib logger `name` (True for a name that is no stdlib logger: an OTel API record)."""
+    found = _root if name == "root" else _logger_dict.get(name)
+    if not isinstance(found, logging.Logger):
+        return True
+    return _stdlib_is_enabled_for(found, level_of(severity))
+
+
+def install() -> None:
+    """Make every logger's `isEnabledFor` context-aware (idempotent)."""
+    if logging.Logger.isEnabledFor is not is_enabled_for:
+        logging.Logger.isEnabledFor = is_enabled_for  # type: ignore[method-assign]
+        logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]
+
+
+def uninstall() -> None:
+    if logging.Logger.isEnabledFor is is_enabled_for:
+        logging.Logger.isEnabledFor = _stdlib_is_enabled_for  # type: ignore[method-assign]
+        logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]
