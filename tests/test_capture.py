@@ -6,7 +6,9 @@ import time
 from opentelemetry import context, trace
 
 from otel_session import capture, session
-from otel_session.capture import registry
+from otel_session._state import STATE
+
+registry = STATE.captures
 
 log = logging.getLogger("tests.capture")
 
@@ -21,7 +23,6 @@ def test_capture_collects_its_own_trace_in_order_and_renders_lines(otel_logs):
             log.exception("third")
     log.info("after the capture")
     assert [r.message for r in cap.records] == ["first 1", "second", "third"]
-    assert all(r.trace_id == cap.trace_id for r in cap.records)
     lines = cap.render().splitlines()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z DEBUG tests\.capture: first 1", lines[0])
     assert lines[1].endswith("INFO  tests.capture: second")
@@ -30,15 +31,50 @@ def test_capture_collects_its_own_trace_in_order_and_renders_lines(otel_logs):
     assert len(otel_logs.records) == 4  # capturing does not stop export
 
 
-def test_capture_uses_the_current_span_or_starts_one():
+def test_a_capture_belongs_to_its_context_not_to_the_trace(otel_logs):
     tracer = trace.get_tracer("tests")
-    with tracer.start_as_current_span("run") as span, capture() as cap:
-        assert cap.trace_id == span.get_span_context().trace_id
-    assert not trace.get_current_span().get_span_context().is_valid
-    with capture() as cap:
-        started = trace.get_current_span().get_span_context()
-        assert started.is_valid and started.trace_id == cap.trace_id
-    assert not trace.get_current_span().get_span_context().is_valid
+    with tracer.start_as_current_span("request"):
+        with capture() as first:
+            log.info("first run")
+        with capture() as second:
+            log.info("second run")
+        log.info("outside both")
+    assert [r.message for r in first.records] == ["first run"]
+    assert [r.message for r in second.records] == ["second run"]
+
+
+def test_a_capture_receives_its_tasks_threads_and_child_spans_but_not_a_sibling(otel_logs):
+    import contextvars
+    import threading
+
+    tracer = trace.get_tracer("tests")
+
+    async def main():
+        async def sibling():
+            with capture() as other:
+                log.info("sibling")
+                await asyncio.sleep(0)
+            return other
+
+        with capture() as cap:
+            task = asyncio.create_task(asyncio.sleep(0, result=None))
+            await task
+            await asyncio.create_task(_log_async("in a task"))
+            copied = contextvars.copy_context()
+            thread = threading.Thread(target=copied.run, args=(log.info, "in a thread"))
+            thread.start()
+            thread.join()
+            with tracer.start_as_current_span("child"):
+                log.info("in a child span")
+            other = await sibling()
+        return cap, other
+
+    async def _log_async(text):
+        log.info(text)
+
+    cap, other = asyncio.run(main())
+    assert [r.message for r in cap.records] == ["in a task", "in a thread", "in a child span", "sibling"]
+    assert [r.message for r in other.records] == ["sibling"]  # nested inside cap: both receive it
 
 
 def test_capture_applies_each_records_session_level(otel_logs):
@@ -95,7 +131,7 @@ def test_open_capture_cap_refuses_new_captures_with_one_warning(otel_logs):
         with capture() as refused, capture() as refused_too:
             log.info("while full")
         assert [r.message for r in a.records][-1] == "while full"  # after the refusal warning
-    assert b.records == a.records  # nested in one trace: both see it
+    assert b.records == a.records  # b is nested in a: both see it
     assert refused.records == [] and refused_too.records == []
     assert "capture not started: 2 captures already open (capture_max_open=2)" in refused.render()
     warnings = [r for r in otel_logs.records if "Capture refused" in r.message]
@@ -122,4 +158,4 @@ def test_idle_captures_are_discarded_after_the_ttl(otel_logs):
 
 def test_no_capture_means_no_buffering(otel_logs):
     log.info("nobody is capturing")
-    assert registry.by_trace == {}
+    assert registry.open_count == 0

@@ -10,7 +10,7 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
 from otel_session import SessionLogProcessor, configure, session
-from otel_session.configure import _exporter_name
+from otel_session._configure import _exporter_name
 
 log = logging.getLogger("tests.configure")
 
@@ -78,10 +78,22 @@ def test_unknown_exporters_and_bad_limits_are_refused_before_anything_changes(ot
     assert otel_logs.telemetry.processor.inner is before
 
 
-def test_default_level_comes_from_global_log_level(otel_logs, monkeypatch):
-    monkeypatch.setenv("GLOBAL_LOG_LEVEL", "ERROR")
-    otel_logs.configure()
-    assert logging.getLogger().level == logging.ERROR
+def test_the_first_configure_takes_its_default_level_from_global_log_level(tmp_path):
+    script = """
+import logging, otel_session
+otel_session.configure(exporter="memory")
+first = logging.getLogger().level
+logging.getLogger().setLevel(logging.WARNING)  # the app's own configuration, after ours
+otel_session.configure(exporter="memory")  # a later call (a reloaded plugin) leaves it alone
+print(first, logging.getLogger().level)
+"""
+    env = {**os.environ, "GLOBAL_LOG_LEVEL": "ERROR"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(logging.ERROR), str(logging.WARNING)]
+
+
+def test_a_session_level_exports_below_the_apps_level(otel_logs):
+    otel_logs.configure(level="ERROR")
     log.warning("dropped")
     with session(session_id="s", log_level="WARNING"):
         log.warning("the session's own level wins")

@@ -3,7 +3,7 @@ import logging
 import pytest
 
 from otel_session import INHERIT, parse_level, resolve_level
-from otel_session._levels import severity_of
+from otel_session._severity import severity_of
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from loguru import logger
 
 import otel_session
 from otel_session import capture, install_loguru_bridge, session
-from otel_session import loguru_bridge as bridge
+from otel_session import _loguru_bridge as bridge
 
 
 @pytest.fixture(autouse=True)

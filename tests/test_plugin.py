@@ -30,9 +30,9 @@ def test_each_test_starts_from_the_defaults(otel_logs):
 def test_settings_do_not_leak_from_the_previous_test(otel_logs):
     log.warning("kept at the default INFO")
     assert otel_logs.messages() == ["kept at the default INFO"]
-    from otel_session.capture import registry
+    from otel_session._state import STATE
 
-    assert registry.limits["capture_max_records"] == 10_000
+    assert STATE.captures.limits["capture_max_records"] == 10_000
 
 
 def test_the_plugin_is_registered_through_its_entry_point(pytestconfig):

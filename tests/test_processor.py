@@ -116,40 +116,6 @@ def test_concurrent_threads_with_their_own_sessions(otel_logs):
         assert levels.count("DEBUG") == (50 if i % 2 else 0)
 
 
-def test_root_threshold_follows_the_lowest_live_session_and_is_restored(otel_logs):
-    root = logging.getLogger()
-    assert root.level == logging.INFO
-    with session(session_id="a", log_level="WARNING"):
-        assert root.level == logging.INFO  # never raised above the default
-        with session(session_id="b", log_level="DEBUG"):
-            assert root.level == logging.DEBUG
-            log.debug("outer context?")  # reaches the pipeline, but it is b's record
-        assert root.level == logging.INFO
-        log.info("a's info is below a's level")
-    log.debug("no session, default INFO")
-    assert otel_logs.messages() == ["outer context?"]
-
-
-def test_debug_from_another_context_is_dropped_while_the_root_is_lowered(otel_logs):
-    loud_ready, other_done = threading.Event(), threading.Event()
-
-    def loud() -> None:
-        with session(session_id="loud", log_level="DEBUG"):
-            loud_ready.set()
-            other_done.wait(5)
-
-    t = threading.Thread(target=loud)
-    t.start()
-    loud_ready.wait(5)
-    assert logging.getLogger().level == logging.DEBUG
-    with session(session_id="normal"):
-        log.debug("must not be exported")
-        log.info("exported")
-    other_done.set()
-    t.join()
-    assert [r.message for r in otel_logs.records] == ["exported"]
-
-
 def test_enabled_answers_by_the_session_level():
     processor = SessionLogProcessor(None)
     with session(session_id="s", log_level="ERROR"):

@@ -1,12 +1,17 @@
-"""Fails loudly when the SDK changes the internals `otel_session._sdk` leans on."""
+"""Fails loudly when the SDK, the API or the stdlib change the internals the library leans on
+(`otel_session._sdk`, `otel_session._stdlib`, the Context meaning cache)."""
 
 import logging
 
-from opentelemetry._logs import LogRecord
+from opentelemetry import context as otel_context
+from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk._logs import LogRecordLimits, ReadWriteLogRecord
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-from otel_session import _sdk, session
+from otel_session import _sdk, _severity, _stdlib, session
+from otel_session._processor import SessionLogProcessor
 
 ITEMS = (("session.id", "s"), ("user.id", "u"))
 
@@ -16,41 +21,80 @@ def _record(attributes=None, limits=None):
     return ReadWriteLogRecord(LogRecord(body="x", attributes=attributes), **kwargs)
 
 
-def test_the_fast_path_is_taken_on_this_sdk():
+def test_the_attribute_fast_path_is_taken_on_this_sdk():
     record = _record({"a": 1})
     attributes = record.log_record.attributes
     assert type(attributes) is BoundedAttributes
     assert type(attributes._dict) is dict and attributes._immutable is False
-    assert _sdk.raw_dict(attributes, adding=2, longest=1) is attributes._dict
     _sdk.add_attributes(record.log_record, ITEMS, 1)
     assert dict(record.log_record.attributes) == {"a": 1, "session.id": "s", "user.id": "u"}
+    assert _sdk.attributes_copy(attributes) == dict(attributes) and _sdk.attributes_copy(attributes) is not attributes._dict
 
 
-def test_existing_attributes_win_and_limits_fall_back_to_the_public_path():
+def test_existing_attributes_win_and_at_a_count_limit_the_callers_attributes_stay():
     record = _record({"session.id": "caller"})
     _sdk.add_attributes(record.log_record, ITEMS, 1)
     assert record.log_record.attributes["session.id"] == "caller"
 
     full = _record({"a": 1, "b": 2}, LogRecordLimits(max_attributes=2))
-    assert _sdk.raw_dict(full.log_record.attributes, adding=1, longest=1) is None
     _sdk.add_attributes(full.log_record, ITEMS, 1)
-    assert len(full.log_record.attributes) == 2 and full.log_record.attributes.dropped >= 1
+    assert dict(full.log_record.attributes) == {"a": 1, "b": 2}  # none of the caller's evicted
+
+    room = _record({"a": 1}, LogRecordLimits(max_attributes=2))
+    _sdk.add_attributes(room.log_record, ITEMS, 1)
+    assert dict(room.log_record.attributes) == {"a": 1, "session.id": "s"}  # ours only while there is room
 
     short = _record(None, LogRecordLimits(max_attribute_length=3))
     _sdk.add_attributes(short.log_record, (("user.name", "abcdef"),), 6)
     assert short.log_record.attributes["user.name"] == "abc"
 
 
-def test_severity_lookup_covers_every_member():
-    from opentelemetry._logs import SeverityNumber
+def test_severity_lookup_covers_every_member_and_plain_ints():
+    assert [_severity.severity_value(s) for s in SeverityNumber] == [s.value for s in SeverityNumber]
+    assert _severity.severity_value(None) == 0
+    assert _severity.severity_value(17) == 17
 
-    assert [_sdk.severity_value(s) for s in SeverityNumber] == [s.value for s in SeverityNumber]
-    assert _sdk.severity_value(None) == 0
+
+def test_put_first_wraps_the_providers_processors_and_those_added_later():
+    provider = LoggerProvider(shutdown_on_exit=False)
+    early, late = InMemoryLogRecordExporter(), InMemoryLogRecordExporter()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(early))
+    gate = SessionLogProcessor()
+    assert _sdk.put_first(provider, gate)
+    assert provider._multi_log_record_processor._log_record_processors == (gate,)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(late))
+    assert provider._multi_log_record_processor._log_record_processors == (gate,)
+    provider.get_logger("t").emit(LogRecord(body="through the gate", severity_number=SeverityNumber.INFO))
+    assert [r.log_record.body for r in early.get_finished_logs()] == ["through the gate"]
+    assert [r.log_record.body for r in late.get_finished_logs()] == ["through the gate"]
 
 
-def test_exported_records_are_the_same_as_through_the_public_path(otel_logs):
-    with session(session_id="s", user_id="u"):
-        logging.getLogger("tests.sdk").warning("x", extra={"k": "v"})
-    (record,) = otel_logs.exporter.get_finished_logs()
-    assert dict(record.log_record.attributes) == {"k": "v", "session.id": "s", "user.id": "u"}
-    assert record.log_record.attributes.dropped == 0
+def test_the_runtime_context_has_the_shape_we_read():
+    runtime = otel_context._RUNTIME_CONTEXT
+    assert _sdk.current_context == runtime._current_context.get
+    with session(session_id="s"):
+        assert _sdk.current_context() is otel_context.get_current()
+    ctx = Context()
+    ctx._otel_session_meaning = "cached"  # the meaning cache lives on the Context object
+    assert vars(ctx) == {"_otel_session_meaning": "cached"}
+
+
+def test_detach_reports_a_token_from_another_context():
+    import contextvars
+
+    token = contextvars.copy_context().run(otel_context.attach, Context())
+    assert _sdk.detach(token) is False
+    assert _sdk.detach(otel_context.attach(Context())) is True
+
+
+def test_the_stdlib_logger_internals_we_use():
+    logger = logging.getLogger("tests.internals.child")
+    assert isinstance(logger._cache, dict)
+    logger.isEnabledFor(logging.INFO)
+    assert logging.INFO in logger._cache
+    logging.getLogger("tests.internals").setLevel(logging.DEBUG)  # any level change clears every cache
+    assert logging.INFO not in logger._cache
+    assert isinstance(logging.Logger.manager.disable, int)
+    assert logging.Logger.manager.loggerDict["tests.internals.child"] is logger
+    assert logging.Logger.isEnabledFor is _stdlib.is_enabled_for or not _stdlib.STATE.telemetry
+    logging.getLogger("tests.internals").setLevel(logging.NOTSET)

@@ -24,6 +24,7 @@ from otel_session._context import _ATTR, NO_FLOOR, Meaning
 from otel_session._diagnostics import internal
 from otel_session._handler import emitting
 from otel_session._record import snapshot
+from otel_session._sdk import current_context
 from otel_session._severity import _BY_ID, severity_value
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE, State
 from otel_session._stdlib import configured_enabled
@@ -131,17 +132,18 @@ class SessionLogProcessor(LogRecordProcessor):
 
     def enabled(self, *args: Any, **kwargs: Any) -> bool:
         """Whether a record of this severity in this context would be exported or captured."""
-        from opentelemetry.context import get_current
-
-        ctx = kwargs.get("context") or get_current()
+        ctx = kwargs.get("context") or current_context()
         severity = kwargs.get("severity_number")
         if severity is None:
             return True
         meaning = self._state.meaning(ctx)
         value = severity_value(severity)
+        if any(value >= c.severity for c in meaning.captures):
+            return True
         if meaning.export is not None:
-            return value >= meaning.export or any(value >= c.severity for c in meaning.captures)
-        return True
+            return value >= meaning.export
+        scope = kwargs.get("instrumentation_scope")
+        return configured_enabled(scope.name if scope is not None else "root", value)
 
     def shutdown(self) -> None:
         for processor in (self.inner, self.host_processors):

@@ -27,7 +27,7 @@ _DIGITS = re.compile(r"\d+")
 def severity_of(level: int) -> int:
     """The OTel severity number the stdlib bridge gives a record of this stdlib level."""
     if level < logging.DEBUG:
-        return TRACE if level > 0 else UNSPECIFIED
+        return UNSPECIFIED
     if level > 53:
         return 24
     band, step = divmod(level, 10)

@@ -6,6 +6,7 @@ test starts from the library's defaults (`otel_session.reset()`), as structlog's
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +31,7 @@ class LogCapture:
     def configure(self, **kwargs: Any) -> Telemetry:
         """`otel_session.configure(...)` that keeps exporting into this fixture; what is not
         given is reset to its default, so no test inherits another's settings."""
-        settings: dict[str, Any] = {"baggage_keys": DEFAULT_BAGGAGE_KEYS, **DEFAULT_LIMITS, **kwargs}
+        settings: dict[str, Any] = {"baggage_keys": DEFAULT_BAGGAGE_KEYS, "level": "INFO", **DEFAULT_LIMITS, **kwargs}
         self.telemetry = configure(exporter=self.exporter, **settings)
         return self.telemetry
 
@@ -53,8 +54,11 @@ class LogCapture:
 
 @pytest.fixture
 def otel_logs() -> Iterator[LogCapture]:
+    root = logging.getLogger()
+    level = root.level
     STATE.reset()
     logs = LogCapture()
     yield logs
     logs.clear()
     STATE.reset()
+    root.setLevel(level)
