@@ -8,7 +8,7 @@ PINS := constraints/openwebui-0.12.txt
 
 ## Set up the environment, make sure Redis runs, and run the whole platform once (the main job).
 demo: redis $(VENV)/.installed
-	$(VENV)/bin/otel-session demo
+	$(VENV)/bin/python -m bot.demo
 
 ## Set up both environments, make sure Redis runs, and run the suite twice:
 ## on the newest releases, and on Open WebUI 0.12's pins.

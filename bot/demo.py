@@ -1,4 +1,4 @@
-"""`otel-session demo`: the whole platform on this machine, three joins, one session's logs per service.
+"""`python -m bot.demo` (`make demo`): the whole platform on this machine, three joins, one session's logs per service.
 
 Starts the manifold host, a warm runner (two slots), the operator and the gateway as subprocesses on
 free loopback ports against `REDIS_URL`; submits three joins — two land on the warm runner, the third
@@ -10,6 +10,7 @@ Every process and every Redis key it made is cleaned up on exit, Ctrl-C included
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -234,11 +235,18 @@ def _report(joins: list[Join], log_dir: Path) -> None:
         say()
 
 
-def main(redis_url: str | None = None, log_dir: str | os.PathLike[str] | None = None) -> int:
-    url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    directory = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="otel-session-demo-"))
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.demo",
+        description="Start the bot/ and manifold/ services of this checkout and run three demo sessions.")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
+                        help=f"Redis to use (default: $REDIS_URL, else {DEFAULT_REDIS_URL})")
+    parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                        help="where the services write their OTLP-JSON logs (default: a new temporary directory)")
+    args = parser.parse_args(argv)
+    directory: Path = args.log_dir or Path(tempfile.mkdtemp(prefix="otel-session-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
-    return run(url, directory)
+    return run(args.redis_url, directory)
 
 
 if __name__ == "__main__":

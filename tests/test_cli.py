@@ -4,6 +4,7 @@ Collector-rotated and compressed files, records at chosen times."""
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import os
@@ -21,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from otel_session.cli import main
+from otel_session.cli import main, min_severity, parse_count, parse_since, parse_trace_id
 from otel_session.log_reader import LogFilter, read_logs, read_records
-from tests.support import wait_for
+from tests.support import ROOT, wait_for
 
 SERVICES = ("gateway", "operator", "runner")
 JSON_KEYS = {"time", "service", "level", "logger", "message", "session_id", "user_id", "trace_id", "span_id",
@@ -422,9 +423,43 @@ def test_follow_prints_records_written_after_it_started(tmp_path):
     assert code == 0 and err == ""
 
 
-def test_demo_outside_a_checkout_says_where_to_run_it(tmp_path):
-    result = cli("demo", cwd=tmp_path)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip() == (
-        "otel-session demo runs from the project's repository checkout (it starts the bot/ and manifold/ "
-        "services); cd there and run it again")
+def test_the_library_cli_has_no_demo_and_the_library_never_imports_bot():
+    result = cli("demo")
+    assert result.returncode == 2 and "invalid choice: 'demo'" in result.stderr
+    for path in (ROOT / "src" / "otel_session").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.split(".")[0] in ("bot", "manifold")], path
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not node.value.startswith(("bot.", "manifold.")), path  # importlib.import_module("bot.x")
+
+
+# --- flag parsers, on their own -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("TRACE", 1), ("debug", 5), ("Info", 9), ("WARN", 13), ("warning", 13), ("ERROR", 17), ("CRITICAL", 21),
+    ("fatal", 21), ("25", 12), ("40", 17),
+])
+def test_min_severity(text, expected):
+    assert min_severity(text) == expected
+
+
+def test_parse_since_and_trace_and_count():
+    now = 1_800_000_000 * 10**9
+    assert parse_since("90s", now) == parse_since("1m30s", now) == now - 90 * 10**9
+    assert parse_since("250ms", now) == now - 250_000_000
+    assert parse_since("2026-11-23T10:00:00.000001Z") == parse_since("2026-11-23T11:00:00.000001+01:00") == (
+        1_795_428_000_000_001_000)
+    assert parse_trace_id(" 0AF7651916CD43DD8448EB211C80319C ") == "0af7651916cd43dd8448eb211c80319c"
+    assert (parse_count("0"), parse_count("12")) == (0, 12)
+    for bad in ("", "soon", "10 minutes ago"):
+        with pytest.raises(ValueError, match="invalid time"):
+            parse_since(bad, now)
+    for bad in ("0af7", "g" * 32, "0" * 32):
+        with pytest.raises(ValueError, match="invalid trace id"):
+            parse_trace_id(bad)
+    with pytest.raises(ValueError, match="invalid count"):
+        parse_count("-1")

@@ -1,4 +1,4 @@
-"""`otel-session demo`, the project's main job, run as a user runs it."""
+"""`python -m bot.demo` (`make demo`), the project's main job, run as a user runs it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.bot_platform import REDIS_URL
@@ -19,7 +20,7 @@ def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BOT_"))}
     env.pop("OPENAI_API_KEY", None)
     env["REDIS_URL"] = REDIS_URL
-    out = subprocess.run([sys.executable, "-m", "otel_session", "demo", "--log-dir", str(tmp_path)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "bot.demo", "--log-dir", str(tmp_path)], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
@@ -39,9 +40,27 @@ def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
     assert logs.returncode == 0 and '"service": "manifold"' in logs.stdout.replace('":"', '": "')
 
 
-def test_the_demo_says_how_to_start_redis_when_it_is_unreachable(tmp_path):
-    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
-    out = subprocess.run([sys.executable, "-m", "otel_session", "demo", "--log-dir", str(tmp_path)], cwd=ROOT,
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_the_demo_says_how_to_start_redis_when_it_is_unreachable(tmp_path, how):
+    unreachable = "redis://127.0.0.1:1/0"
+    env = {**os.environ, "REDIS_URL": unreachable if how == "env" else REDIS_URL}
+    flag = ["--redis-url", unreachable] if how == "flag" else []
+    out = subprocess.run([sys.executable, "-m", "bot.demo", *flag, "--log-dir", str(tmp_path)], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
-    assert "Redis is not reachable" in out.stdout and "scripts/ensure-redis.sh" in out.stdout
+    assert f"Redis is not reachable at {unreachable}" in out.stdout and "scripts/ensure-redis.sh" in out.stdout
+
+
+def test_the_demo_without_a_log_dir_makes_a_new_temporary_one(tmp_path):
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "bot.demo"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and "Redis is not reachable" in out.stdout
+    assert [p.is_dir() for p in tmp_path.glob("otel-session-demo-*")] == [True]
+
+
+def test_the_demo_has_its_own_help():
+    out = subprocess.run([sys.executable, "-m", "bot.demo", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0
+    assert "usage: python -m bot.demo [-h] [--redis-url REDIS_URL] [--log-dir DIR]" in out.stdout

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+import otel_session
 from manifold.loader import load_function
 from otel_session import SessionLogProcessor, inject_headers, session
 from tests.fake_openai import fake_openai  # noqa: F401 - the fixture
@@ -25,6 +32,79 @@ def pipe(fake_openai, otel_logs):  # noqa: F811
     loaded.valves = loaded.Valves(BASE_URL=fake_openai.base_url, API_KEY=KEY, MODELS="gpt-test,gpt-4.1",
                                   EMIT_TIMEOUT_S=0.3)
     return loaded
+
+
+class Exported(NamedTuple):
+    message: str
+    severity: int  # OTel severity number: DEBUG 5, INFO 9, WARN 13, ERROR 17
+    logger: str
+    attributes: dict[str, Any]
+    trace_id: str
+
+
+class WireExporter(LogRecordExporter):
+    """What a collector receives: every batch encoded to OTLP protobuf at export time."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        self.requests.append(encode_logs(batch).SerializeToString())
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+class Wire:
+    def __init__(self, telemetry: otel_session.Telemetry, exporter: WireExporter) -> None:
+        self.telemetry, self.exporter = telemetry, exporter
+
+    @property
+    def records(self) -> list[Exported]:
+        assert self.telemetry.force_flush()  # batched in the background
+        out = []
+        for data in self.exporter.requests:
+            request = ExportLogsServiceRequest.FromString(data)
+            for resource_logs in request.resource_logs:
+                for scope_logs in resource_logs.scope_logs:
+                    for lr in scope_logs.log_records:
+                        attrs = {kv.key: getattr(kv.value, kv.value.WhichOneof("value") or "string_value")
+                                 for kv in lr.attributes}
+                        out.append(Exported(lr.body.string_value, lr.severity_number, scope_logs.scope.name,
+                                            attrs, lr.trace_id.hex()))
+        return out
+
+    def for_session(self, session_id: str) -> list[Exported]:
+        return [r for r in self.records if r.attributes.get("session.id") == session_id]
+
+
+@pytest.fixture
+def wire(otel_logs):
+    """The pipeline re-pointed at an exporter that serialises what it is given, as the OTLP exporter does."""
+    exporter = WireExporter()
+    telemetry = otel_logs.configure(exporter=exporter)
+    yield Wire(telemetry, exporter)
+    telemetry.shutdown()
+
+
+class Request:
+    """What the pipe reads of Open WebUI's `__request__`: its headers."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+
+def _caller_headers(**ids: Any) -> tuple[dict[str, str], str]:
+    """The W3C headers a caller inside the platform sends, and its trace id (hex)."""
+    with trace.get_tracer("tests").start_as_current_span("caller") as span, session(**ids):
+        headers = dict(inject_headers({}))
+    return headers, format(span.get_span_context().trace_id, "032x")
+
+
+def _lines(doc: str) -> list[str]:
+    """The record lines of a citation (without the fence and any continuation lines)."""
+    return [line for line in doc.splitlines() if line[:4].isdigit()]
 
 
 class Events:

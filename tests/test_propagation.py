@@ -28,7 +28,7 @@ def _trace_id(ctx: Context) -> int:
 
 
 def _warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "otel_session.propagation"
+    return [r.getMessage() for r in caplog.records if r.name == "otel_session._propagation"
             and r.levelno == logging.WARNING]
 
 

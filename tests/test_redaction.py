@@ -2,7 +2,7 @@ import logging
 import re
 
 from otel_session import SECRET_PATTERNS, add_redaction, capture, session
-from otel_session.redaction import redactor
+from otel_session._redaction import redactor
 
 log = logging.getLogger("tests.redaction")
 KEY = "sk-proj-Abc123def456GHI789"

@@ -114,14 +114,35 @@ def _service(resource: Resource | None) -> tuple[str, Mapping[str, Any]]:
     return found
 
 
+# Records come in runs of one trace and one span: remember the last ids' hex, formatting is the dear part.
+_last_trace: tuple[int, str] = (0, "")
+_last_span: tuple[int, str] = (0, "")
+
+
 def snapshot(record: ReadWriteLogRecord | ReadableLogRecord) -> Record:
     """A `Record` of an SDK record as it is now."""
+    global _last_trace, _last_span
     lr = record.log_record
     scope = record.instrumentation_scope
     severity = severity_value(lr.severity_number)
     body = lr.body
+    trace_hex = span_hex = None
     trace_id = lr.trace_id
+    if trace_id:
+        last = _last_trace
+        if last[0] == trace_id:
+            trace_hex = last[1]
+        else:
+            trace_hex = format(trace_id, "032x")
+            _last_trace = (trace_id, trace_hex)
     span_id = lr.span_id
+    if span_id:
+        last = _last_span
+        if last[0] == span_id:
+            span_hex = last[1]
+        else:
+            span_hex = format(span_id, "016x")
+            _last_span = (span_id, span_hex)
     service, resource = _service(record.resource)
     return Record(
         lr.timestamp or lr.observed_timestamp or 0,
@@ -130,8 +151,8 @@ def snapshot(record: ReadWriteLogRecord | ReadableLogRecord) -> Record:
         scope.name if scope is not None else "",
         body if type(body) is str else ("" if body is None else str(body)),
         attributes_copy(lr.attributes),
-        format(trace_id, "032x") if trace_id else None,
-        format(span_id, "016x") if span_id else None,
+        trace_hex,
+        span_hex,
         service,
         resource,
     )

@@ -21,7 +21,12 @@ from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, SynchronousMultiLogRecordProcessor
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+
+try:  # public since SDK 1.44
+    from opentelemetry.sdk._logs import SynchronousMultiLogRecordProcessor
+except ImportError:  # 1.42 (Open WebUI 0.12's pin)
+    from opentelemetry.sdk._logs._internal import SynchronousMultiLogRecordProcessor  # type: ignore[attr-defined,no-redef]
 
 
 def add_attributes(log_record: Any, items: Sequence[tuple[str, str]], longest: int) -> None:
