@@ -1,8 +1,10 @@
-"""Cost of one `logger.info` call through each pipeline, measured in one process and one run.
+"""Cost of one logging call through each pipeline, measured in one process and one run.
 
-Not a test: it prints ns per call and ratios against the plain OTel SDK pipeline
-(stdlib -> bridge handler -> batch processor -> discarding exporter). Run it with
-`make bench` or `python benchmarks/bench_logging.py [--calls N] [--rounds R]`.
+Not a test: it prints ns per call and ratios. Like for like: every exporting pipeline is
+stdlib -> a bridge handler -> processors -> `BatchLogRecordProcessor` -> a discarding exporter, and
+each ratio is the median of per-round ratios of cases run back to back (alternating rounds), so
+machine noise hits both sides of a ratio alike. Run it with `make bench` or
+`python benchmarks/bench_logging.py [--calls N] [--rounds R]`.
 """
 
 from __future__ import annotations
@@ -11,21 +13,20 @@ import argparse
 import gc
 import logging
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.processor.baggage import ALLOW_ALL_BAGGAGE_KEYS, BaggageLogProcessor
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadableLogRecord
-from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
-    LogRecordExporter,
-    LogRecordExportResult,
-)
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 
 import otel_session
-from otel_session import SessionLogProcessor
+from otel_session import SessionLogProcessor, _stdlib
+from otel_session._handler import BridgeHandler
+from otel_session._state import STATE
 
 
 class DiscardingExporter(LogRecordExporter):
@@ -43,12 +44,13 @@ def _batch() -> BatchLogRecordProcessor:
     return BatchLogRecordProcessor(DiscardingExporter(), max_queue_size=65536, schedule_delay_millis=50)
 
 
-def pipeline(name: str, processors: list[LogRecordProcessor]) -> tuple[logging.Logger, LoggerProvider]:
+def pipeline(name: str, processors: list[LogRecordProcessor], handler: type = LoggingHandler
+             ) -> tuple[logging.Logger, LoggerProvider]:
     provider = LoggerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
     for processor in processors:
         provider.add_log_record_processor(processor)
     log = logging.getLogger(f"bench.{name}")
-    log.handlers[:] = [LoggingHandler(logger_provider=provider)]
+    log.handlers[:] = [handler(logger_provider=provider)]
     log.propagate = False
     log.setLevel(logging.INFO)
     return log, provider
@@ -68,51 +70,73 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
 
+    otel_session.configure(service_name="bench", exporter="none", level="INFO")
     plain, p_plain = pipeline("plain", [_batch()])
     contrib, p_contrib = pipeline("contrib", [BaggageLogProcessor(ALLOW_ALL_BAGGAGE_KEYS), _batch()])
-    ours, p_ours = pipeline("ours", [SessionLogProcessor(_batch())])
+    ours, p_ours = pipeline("ours", [SessionLogProcessor(_batch())], BridgeHandler)
+    ours_plain_handler, p_ours2 = pipeline("ours_plain_handler", [SessionLogProcessor(_batch())])
+    quiet = logging.getLogger("bench.quiet")  # propagates to the root: INFO, our bridge handler
+    info = lambda log: lambda: log.info("request handled in %d ms", 12)  # noqa: E731
+    debug = lambda: quiet.debug("cache miss %s", "k")  # noqa: E731
 
-    stdlib_off = logging.getLogger("bench.stdlib_off")
-    stdlib_off.handlers[:] = [logging.NullHandler()]
-    stdlib_off.propagate = False
-    stdlib_off.setLevel(logging.INFO)
-    otel_session.configure(service_name="bench", exporter="none", level="INFO")
-    ours_off = logging.getLogger("bench.ours_off")  # propagates to the root logger's bridge handler
-
-    cases: dict[str, Callable[[], None]] = {
-        "plain OTel SDK": lambda: plain.info("request handled in %d ms", 12),
-        "+ contrib BaggageLogProcessor": lambda: contrib.info("request handled in %d ms", 12),
-        "otel_session (enrich + gate)": lambda: ours.info("request handled in %d ms", 12),
+    exporting = {
+        "plain OTel SDK": info(plain),
+        "+ contrib BaggageLogProcessor": info(contrib),
+        "otel_session (enrich + gate)": info(ours),
+        "otel_session processor, SDK handler": info(ours_plain_handler),
     }
-    results: dict[str, list[float]] = {name: [] for name in [*cases, "otel_session, capture open",
-                                                            "stdlib, disabled debug", "otel_session, disabled debug"]}
+    names = [*exporting, "otel_session, capture open", "stdlib, disabled debug",
+             "disabled debug, nothing ever asked", "disabled debug, armed, no session asks",
+             "debug elsewhere while a session is at DEBUG"]
+    results: dict[str, list[float]] = {name: [] for name in names}
+    few = args.calls * 10
+
+    loud_ready, stop = threading.Event(), threading.Event()
+
+    def loud() -> None:  # another session at DEBUG, live for the whole measurement
+        with otel_session.session(session_id="loud", log_level="DEBUG"):
+            loud_ready.set()
+            stop.wait()
+
     with otel_session.session(session_id="sess-1234", user_id="user-42", user_name="Ada Lovelace"):
         for _ in range(args.rounds):
-            for name, call in cases.items():
+            for name, call in exporting.items():
                 results[name].append(time_calls(call, args.calls))
             with otel_session.capture():
-                results["otel_session, capture open"].append(
-                    time_calls(lambda: ours.info("request handled in %d ms", 12), args.calls)
-                )
-            results["stdlib, disabled debug"].append(
-                time_calls(lambda: stdlib_off.debug("cache miss %s", "k"), args.calls * 10)
-            )
-            results["otel_session, disabled debug"].append(
-                time_calls(lambda: ours_off.debug("cache miss %s", "k"), args.calls * 10)
-            )
-            for provider in (p_plain, p_contrib, p_ours):
+                results["otel_session, capture open"].append(time_calls(info(ours), args.calls))
+            _stdlib.uninstall()
+            results["stdlib, disabled debug"].append(time_calls(debug, few))
+            _stdlib.install()
+            STATE.armed = False
+            results["disabled debug, nothing ever asked"].append(time_calls(debug, few))
+            STATE.armed = True
+            results["disabled debug, armed, no session asks"].append(time_calls(debug, few))
+            for provider in (p_plain, p_contrib, p_ours, p_ours2):
                 provider.force_flush()
+        thread = threading.Thread(target=loud)
+        thread.start()
+        loud_ready.wait(5)
+        for _ in range(args.rounds):  # paired with a fresh stdlib baseline each round
+            _stdlib.uninstall()
+            base = time_calls(debug, few)
+            _stdlib.install()
+            results["debug elsewhere while a session is at DEBUG"].append(time_calls(debug, few))
+            results["stdlib, disabled debug"].append(base)
+        stop.set()
+        thread.join()
 
     def report(name: str, base: str, suffix: str = "") -> None:
-        # The ratio is the median of per-round ratios: both sides of one ratio ran back to back.
-        ratio = statistics.median(a / b for a, b in zip(results[name], results[base], strict=True))
-        print(f"{name:34} {statistics.median(results[name]):9.0f} {ratio:6.2f}x{suffix}")
+        pairs = list(zip(results[name], results[base], strict=False))
+        if name == "debug elsewhere while a session is at DEBUG":
+            pairs = list(zip(results[name], results[base][-len(results[name]):], strict=True))
+        ratio = statistics.median(a / b for a, b in pairs)
+        print(f"{name:44} {statistics.median(results[name]):9.0f} {ratio:6.2f}x{suffix}")
 
     print(f"{args.rounds} rounds x {args.calls} calls; medians")
-    print(f"{'pipeline':34} {'ns/call':>9} {'ratio':>7}")
-    for name in [*cases, "otel_session, capture open"]:
+    print(f"{'pipeline':44} {'ns/call':>9} {'ratio':>7}")
+    for name in [*exporting, "otel_session, capture open"]:
         report(name, "plain OTel SDK")
-    for name in ("stdlib, disabled debug", "otel_session, disabled debug"):
+    for name in names[-4:]:
         report(name, "stdlib, disabled debug", " (vs stdlib)")
 
 

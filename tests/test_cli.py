@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from otel_session.cli import main, min_severity, parse_count, parse_since, parse_trace_id
+from otel_session._cli import main, min_severity, parse_count, parse_since, parse_trace_id
 from otel_session.log_reader import LogFilter, read_logs, read_records
 from tests.support import ROOT, wait_for
 

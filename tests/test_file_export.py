@@ -17,8 +17,8 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordE
 from opentelemetry.sdk.resources import Resource
 
 from otel_session import configure, session
+from otel_session._file_exporter import OtlpJsonFileExporter
 from otel_session._otlp_json import encode_json_line
-from otel_session.file_exporter import OtlpJsonFileExporter
 from otel_session.log_reader import ReadStats, read_records
 from tests.support import ROOT, otlp_records
 
@@ -157,7 +157,7 @@ FULL_DISK = textwrap.dedent(
     """
     import resource, signal, sys
     from pathlib import Path
-    from otel_session.file_exporter import OtlpJsonFileExporter
+    from otel_session._file_exporter import OtlpJsonFileExporter
     from tests.test_file_export import sdk_batch
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead

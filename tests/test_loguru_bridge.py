@@ -9,8 +9,8 @@ pytest.importorskip("loguru")
 from loguru import logger
 
 import otel_session
-from otel_session import capture, install_loguru_bridge, session
 from otel_session import _loguru_bridge as bridge
+from otel_session import capture, install_loguru_bridge, session
 
 
 @pytest.fixture(autouse=True)

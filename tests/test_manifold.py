@@ -55,6 +55,9 @@ class WireExporter(LogRecordExporter):
     def shutdown(self) -> None:
         pass
 
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
 
 class Wire:
     def __init__(self, telemetry: otel_session.Telemetry, exporter: WireExporter) -> None:
@@ -81,9 +84,10 @@ class Wire:
 
 @pytest.fixture
 def wire(otel_logs):
-    """The pipeline re-pointed at an exporter that serialises what it is given, as the OTLP exporter does."""
+    """The pipeline re-pointed at an exporter that serialises what it is given, as the OTLP exporter does
+    (instead of the `otel_logs` fixture's in-memory one, which keeps live SDK records)."""
     exporter = WireExporter()
-    telemetry = otel_logs.configure(exporter=exporter)
+    telemetry = otel_session.configure(exporter=exporter)
     yield Wire(telemetry, exporter)
     telemetry.shutdown()
 
@@ -185,15 +189,56 @@ def test_inherit_uses_the_valve_level_and_a_debug_user_sees_debug_lines(pipe):
     assert " DEBUG openai._base_client: " in debug_user.citations[0]  # the SDK's own debug lines
 
 
-def test_an_error_user_sees_no_info_lines(pipe):
+def test_a_debug_user_sees_debug_lines_that_are_never_exported(pipe, wire):
+    events = Events()
+    run(_call(pipe, user_level="DEBUG", chat_id="chat-debug", emitter=events))
+    (doc,) = events.citations
+    debug = [line for line in _lines(doc) if " DEBUG " in line]
+    assert any("Request body keys" in line for line in debug)
+    assert any(" DEBUG openai._base_client: " in line for line in debug)
+    exported = wire.records
+    run_records = [r for r in exported if r.attributes.get("session.id") == "chat-debug"]
+    assert {r.message.split(" with ")[0] for r in run_records} >= {"Calling gpt-test"}
+    assert [r for r in exported if r.severity < 9] == []  # not the run's, not anyone's
+    assert not any("Request body keys" in r.message for r in exported)
+    assert logging.getLogger().level == logging.INFO and logging.getLogger("openai").level == logging.NOTSET
+
+
+def test_an_error_user_sees_no_info_lines_but_cannot_silence_the_export(pipe, wire):
     ok, failing = Events(), Events()
-    run(_call(pipe, user_level="ERROR", emitter=ok))
+    run(_call(pipe, user_level="ERROR", chat_id="chat-quiet", emitter=ok))
     assert ok.citations == []  # nothing at ERROR in a good run: no records, no citation
-    text = run(_call(pipe, user_level="ERROR", model="fail-500", emitter=failing))
+    text = run(_call(pipe, user_level="ERROR", chat_id="chat-quiet-fail", model="fail-500", emitter=failing))
     assert "HTTP 500" in text
     (doc,) = failing.citations
-    lines = [line for line in doc.splitlines() if line[:4].isdigit()]
+    lines = _lines(doc)
     assert lines and all(" ERROR " in line for line in lines)
+    for chat in ("chat-quiet", "chat-quiet-fail"):  # the platform's INFO records of both runs
+        info = [r.message for r in wire.for_session(chat) if r.severity == 9]
+        assert any(m.startswith("Calling gpt-test" if chat == "chat-quiet" else "Calling fail-500") for m in info)
+        assert any(m.startswith("HTTP Request: POST") for m in info)
+    assert any(m.message.startswith("Response completed") for m in wire.for_session("chat-quiet"))
+
+
+def test_a_trusted_callers_export_level_is_kept_and_the_users_level_stays_the_citations(pipe, wire):
+    headers, trace_id = _caller_headers(session_id="sess-grant", user_id="caller", log_level="DEBUG")
+    assert "otel_session.log_level=DEBUG" in headers["baggage"]
+    untrusted = Events()
+    run(_call(pipe, chat_id="chat-no-trust", request=Request(headers), emitter=untrusted))
+    assert [r for r in wire.records if r.severity < 9] == []  # an untrusted caller's level is nobody's
+    pipe.valves = pipe.valves.model_copy(update={"TRUST_INCOMING_BAGGAGE": True})
+    granted = Events()
+    run(_call(pipe, request=Request(headers), emitter=granted))  # the user INHERITs the valve: INFO
+    exported = wire.for_session("sess-grant")
+    assert {r.trace_id for r in exported} == {trace_id}
+    assert any(r.severity < 9 and r.message.startswith("Request body keys") for r in exported)
+    assert " DEBUG " not in granted.citations[0] and "Calling gpt-test" in granted.citations[0]
+
+    headers, _ = _caller_headers(session_id="sess-errors-only", log_level="ERROR")
+    debug_user = Events()
+    run(_call(pipe, model="fail-500", user_level="DEBUG", request=Request(headers), emitter=debug_user))
+    assert {r.severity for r in wire.for_session("sess-errors-only")} == {17}
+    assert "Request body keys" in debug_user.citations[0]  # the user still sees everything they asked for
 
 
 def test_invalid_levels_are_refused_when_the_valves_are_saved(pipe):
@@ -259,25 +304,57 @@ def test_upstream_faults_are_shown_in_the_reply_with_one_citation(pipe, model, s
     assert events.events[-1]["type"] == "citation"
 
 
-def test_a_consumer_closing_the_stream_early_still_gets_the_citation(pipe):
-    events = Events()
+async def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        await asyncio.sleep(0.02)
 
-    async def main():
+
+def _no_failed_detach(capsys, caplog) -> None:
+    text = capsys.readouterr().err + caplog.text
+    assert "could not detach" not in text and "Failed to detach" not in text, text
+
+
+@pytest.mark.parametrize("leave", ["abandon", "aclose"])
+def test_a_consumer_that_goes_away_mid_stream_leaves_nothing_attached_and_gets_the_citation(
+        pipe, fake_openai, wire, capsys, caplog, leave):  # noqa: F811
+    fake_openai.SLOW_PAUSE = 0.05
+    events = Events()
+    host = logging.getLogger("tests.host")
+
+    async def main() -> list[str]:
         gen = await pipe.pipe({"model": "openai_responses.slow", "stream": True,
                                "messages": [{"role": "user", "content": "long one"}]},
-                              __user__={"id": "u", "name": "U"}, __metadata__={"chat_id": "c-close"},
-                              __event_emitter__=events, __chat_id__="c-close")
-        got = [await gen.__anext__(), await gen.__anext__()]
-        await gen.aclose()
+                              __user__={"id": "user-gone", "name": "Gone"}, __metadata__={"chat_id": "chat-gone"},
+                              __event_emitter__=events, __chat_id__="chat-gone")
+        got = [await gen.__anext__() for _ in range(3)]
+        host.warning("between deltas")  # the host's own record, in the task that iterates the stream
+        if leave == "abandon":  # no aclose(): the generator is simply dropped
+            del gen
+            gc.collect()
+        else:
+            await gen.aclose()
+        await _until(lambda: events.citations)
+        host.warning("after the run")
+        await _until(lambda: fake_openai.open_connections() == 0)  # the upstream call was stopped too
         return got
 
-    assert len(run(main())) == 2
+    assert run(main()) == ["0 ", "1 ", "2 "]
     (doc,) = events.citations
-    assert "Run cancelled by the client" in doc
+    assert "Calling slow" in doc and "Run cancelled by the client" in doc
+    assert "between deltas" not in doc and "after the run" not in doc
     assert events.statuses[-1] == {"description": "Cancelled", "done": True}
+    hosts = [r for r in wire.records if r.logger == "tests.host"]
+    assert [r.message for r in hosts] == ["between deltas", "after the run"]
+    assert all("session.id" not in r.attributes and "user.id" not in r.attributes for r in hosts), hosts
+    assert {r.attributes.get("user.id") for r in wire.for_session("chat-gone")} == {"user-gone"}
+    assert len(fake_openai.requests_for("slow")) == 1
+    _no_failed_detach(capsys, caplog)
 
 
-def test_a_cancelled_task_still_emits_the_citation_and_stays_cancelled(pipe):
+def test_a_cancelled_task_still_emits_the_citation_and_stays_cancelled(pipe, fake_openai, capsys, caplog):  # noqa: F811
+    fake_openai.SLOW_PAUSE = 0.05
     events = Events()
 
     async def consume():
@@ -285,14 +362,37 @@ def test_a_cancelled_task_still_emits_the_citation_and_stays_cancelled(pipe):
 
     async def main():
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.5)
+        await _until(lambda: fake_openai.requests_for("slow"))
+        await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert events.citations  # emitted before the consumer's cancellation went on
 
     run(main())
     (doc,) = events.citations
     assert "Run cancelled by the client" in doc
+    assert events.statuses[-1] == {"description": "Cancelled", "done": True}
+    _no_failed_detach(capsys, caplog)
+
+
+def test_the_consumers_context_is_never_the_runs(pipe, otel_logs):
+    """What the host logs while it iterates the stream is its own, not the run's."""
+    events = Events()
+
+    async def main():
+        out = await pipe.pipe({"model": "openai_responses.gpt-test", "stream": True,
+                               "messages": [{"role": "user", "content": "hi"}]},
+                              __user__={"id": "user-ctx"}, __event_emitter__=events, __chat_id__="chat-ctx")
+        async for delta in out:
+            assert otel_session.current() is None
+            logging.getLogger("tests.host").warning("host record while streaming %r", delta)
+        assert otel_session.current() is None
+
+    run(main())
+    assert "host record while streaming" not in events.citations[0]
+    host = [r for r in otel_logs.records if r.logger == "tests.host"]
+    assert host and all("session.id" not in r.attributes for r in host)
 
 
 @pytest.mark.parametrize("behaviour", ["raise", "hang"])
@@ -321,25 +421,67 @@ def test_secrets_never_reach_a_record_or_a_citation(pipe, fake_openai, otel_logs
 
 
 def test_trusted_incoming_baggage_continues_the_callers_session_and_trace(pipe, otel_logs):
-    from opentelemetry import trace
-
-    class Request:
-        def __init__(self, headers):
-            self.headers = headers
-
-    tracer = trace.get_tracer("tests")
-    with tracer.start_as_current_span("bot") as span, session(session_id="bot-session-9", user_id="caller"):
-        headers = inject_headers({})
-    caller_trace = span.get_span_context().trace_id
+    headers, caller_trace = _caller_headers(session_id="bot-session-9", user_id="caller")
     run(_call(pipe, chat_id="chat-untrusted", request=Request(headers)))
     untrusted = otel_logs.for_session("chat-untrusted")
     assert untrusted and all(r.trace_id != caller_trace for r in untrusted)
+    assert otel_logs.for_session("bot-session-9") == []
     pipe.valves = pipe.valves.model_copy(update={"TRUST_INCOMING_BAGGAGE": True})
     run(_call(pipe, chat_id="chat-trusted", request=Request(headers)))
     trusted = otel_logs.for_session("bot-session-9")
     assert trusted and all(r.trace_id == caller_trace for r in trusted)
     assert {r.attributes["user.id"] for r in trusted} == {"user-1"}  # the user is Open WebUI's, not a header's
     assert otel_logs.for_session("chat-trusted") == []
+
+
+def test_two_runs_in_one_trace_keep_their_own_citations(pipe, fake_openai, otel_logs):  # noqa: F811
+    pipe.valves = pipe.valves.model_copy(update={"TRUST_INCOMING_BAGGAGE": True})
+    headers, trace_id = _caller_headers(session_id="sess-both")
+    a, b = Events(), Events()
+
+    async def main():
+        await asyncio.gather(
+            _call(pipe, chat_id="chat-a", user_id="user-a", user_level="DEBUG", request=Request(headers), emitter=a,
+                  messages=[{"role": "user", "content": "from a"}]),
+            _call(pipe, chat_id="chat-b", user_id="user-b", user_level="DEBUG", request=Request(headers), emitter=b,
+                  messages=[{"role": "user", "content": "from b"}] * 2),
+        )
+
+    run(main())
+    for events, own, other in ((a, "with 1 messages", "with 2 messages"), (b, "with 2 messages", "with 1 messages")):
+        (doc,) = events.citations
+        assert own in doc and other not in doc, doc
+        assert len([line for line in _lines(doc) if ": HTTP Request: POST http" in line]) == 1, doc
+        assert len([line for line in _lines(doc) if "Response completed" in line]) == 1, doc
+    exported = otel_logs.for_session("sess-both")
+    assert {r.trace_id for r in exported} == {trace_id}
+    assert {r.attributes["user.id"] for r in exported} == {"user-a", "user-b"}
+
+
+def test_a_client_resending_another_runs_traceparent_gets_its_own_citation(pipe, fake_openai, otel_logs):  # noqa: F811
+    fake_openai.SLOW_DELTAS, fake_openai.SLOW_PAUSE = 6, 0.05
+    pipe.valves = pipe.valves.model_copy(update={"TRUST_INCOMING_BAGGAGE": True})
+    headers, trace_id = _caller_headers(session_id="sess-original", user_id="owner")
+    copied = {"traceparent": headers["traceparent"]}  # what another client saw of the first run
+    original, copycat = Events(), Events()
+
+    async def main():
+        first = asyncio.create_task(_call(pipe, model="slow", user_id="owner", request=Request(headers),
+                                          emitter=original))
+        while not fake_openai.requests_for("slow"):
+            await asyncio.sleep(0.01)
+        await _call(pipe, chat_id="chat-copycat", user_id="copycat", request=Request(copied), emitter=copycat)
+        assert not first.done()  # the two ran at the same time
+        await first
+
+    run(main())
+    (mine,) = original.citations
+    (theirs,) = copycat.citations
+    assert "Calling slow" in mine and "Calling gpt-test" not in mine
+    assert "Calling gpt-test" in theirs and "Calling slow" not in theirs
+    assert {r.trace_id for r in otel_logs.records if r.message.startswith("Calling ")} == {trace_id}
+    assert {r.attributes["user.id"] for r in otel_logs.for_session("sess-original")} == {"owner"}
+    assert {r.attributes["user.id"] for r in otel_logs.for_session("chat-copycat")} == {"copycat"}
 
 
 def test_loading_the_file_like_open_webui_again_and_again_adds_nothing_twice(otel_logs):

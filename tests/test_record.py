@@ -114,10 +114,9 @@ def test_a_record_written_and_read_back_is_the_same_record(emitted):
 
 
 def test_one_record_type_everywhere():
-    assert log_reader.Record is log_reader.LogEntry is Record
-    from otel_session import records  # the temporary shim
+    import otel_session
 
-    assert records.Record is Record and records.snapshot is snapshot and records.approx_size is record_size
+    assert log_reader.Record is log_reader.LogEntry is otel_session.Record is Record
     record = Record(0, 9, "INFO", "x", "m", {})
     assert (record.trace_id, record.span_id, record.service, record.resource) == (None, None, "", {})
     assert record.resource is Record(1, 9, "INFO", "y", "n", {}).resource  # one shared empty mapping

@@ -28,7 +28,8 @@ def test_the_attribute_fast_path_is_taken_on_this_sdk():
     assert type(attributes._dict) is dict and attributes._immutable is False
     _sdk.add_attributes(record.log_record, ITEMS, 1)
     assert dict(record.log_record.attributes) == {"a": 1, "session.id": "s", "user.id": "u"}
-    assert _sdk.attributes_copy(attributes) == dict(attributes) and _sdk.attributes_copy(attributes) is not attributes._dict
+    copied = _sdk.attributes_copy(attributes)
+    assert copied == dict(attributes) and copied is not attributes._dict
 
 
 def test_existing_attributes_win_and_at_a_count_limit_the_callers_attributes_stay():

@@ -3,6 +3,7 @@ records of a run captured so they can be shown to its user."""
 
 from otel_session._capture import Capture, capture
 from otel_session._configure import Telemetry, configure, configured
+from otel_session._file_exporter import OtlpJsonFileExporter
 from otel_session._levels import INHERIT, parse_level, resolve_level
 from otel_session._loguru_bridge import install_loguru_bridge
 from otel_session._processor import SessionLogProcessor
@@ -19,7 +20,6 @@ from otel_session._redaction import SECRET_PATTERNS, add_redaction
 from otel_session._session import SessionInfo, attach, current, session
 from otel_session._state import STATE as _STATE
 from otel_session._validation import id_error, text_error
-from otel_session.file_exporter import OtlpJsonFileExporter
 
 
 def reset() -> None:

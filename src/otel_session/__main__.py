@@ -2,7 +2,7 @@
 
 import sys
 
-from otel_session.cli import main
+from otel_session._cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

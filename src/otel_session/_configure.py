@@ -41,11 +41,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_session import _diagnostics, _sdk, _stdlib
+from otel_session._file_exporter import OtlpJsonFileExporter, log_dir
 from otel_session._handler import BridgeHandler
 from otel_session._levels import parse_level, resolve_level
 from otel_session._processor import SessionLogProcessor
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE
-from otel_session.file_exporter import OtlpJsonFileExporter, log_dir
 
 logger = logging.getLogger(__name__)
 

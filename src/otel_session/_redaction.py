@@ -156,7 +156,7 @@ class _Compiled:
 
     def value(self, value: Any, secret: bool, depth: int) -> Any:
         """`value` with its strings redacted, recursively; the same object when nothing changed.
-        Under a secret key every string goes whole."""
+        Under a secret key (a dict key, or the name in a (name, value) pair) every string goes whole."""
         if isinstance(value, str):
             return (REDACTED if value else value) if secret else self.text(value)
         if isinstance(value, (list, tuple)):
@@ -164,7 +164,10 @@ class _Compiled:
                 return value
             if depth >= MAX_DEPTH:
                 return REDACTED
-            items = [self.value(item, secret, depth + 1) for item in value]
+            if len(value) == 2 and not secret and self.is_secret_key(value[0]):  # ("Authorization", "Basic …")
+                items = [value[0], self.value(value[1], True, depth + 1)]
+            else:
+                items = [self.value(item, secret, depth + 1) for item in value]
             if all(new is old for new, old in zip(items, value, strict=True)):
                 return value
             return tuple(items) if isinstance(value, tuple) else items

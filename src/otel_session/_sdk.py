@@ -36,11 +36,11 @@ def add_attributes(log_record: Any, items: Sequence[tuple[str, str]], longest: i
     if type(attributes) is BoundedAttributes and not attributes._immutable:
         raw = attributes._dict
         maxlen, max_value_len = attributes.maxlen, attributes.max_value_len
-        if type(raw) is dict and (max_value_len is None or longest <= max_value_len):
-            if maxlen is None or len(raw) + len(items) <= maxlen:
-                for key, value in items:
-                    raw.setdefault(key, value)
-                return
+        if (type(raw) is dict and (max_value_len is None or longest <= max_value_len)
+                and (maxlen is None or len(raw) + len(items) <= maxlen)):
+            for key, value in items:
+                raw.setdefault(key, value)
+            return
     if attributes is None:
         log_record.attributes = dict(items)
         return
@@ -83,7 +83,7 @@ def put_first(provider: LoggerProvider, gate: Any) -> bool:
         current = multi._log_record_processors
         if gate in current:
             return True
-        behind = SynchronousMultiLogRecordProcessor()
+        behind = SynchronousMultiLogRecordProcessor()  # type: ignore[no-untyped-call]
         for processor in current:
             behind.add_log_record_processor(processor)
         if current:
@@ -95,7 +95,7 @@ def put_first(provider: LoggerProvider, gate: Any) -> bool:
         gate.host_processors = behind
 
     # Instance attribute: shadows the method for this provider's multi-processor only.
-    multi.add_log_record_processor = add_behind  # type: ignore[method-assign]
+    multi.add_log_record_processor = add_behind  # type: ignore[method-assign, assignment]
     return True
 
 
@@ -110,7 +110,7 @@ current_context: Callable[[], Context] = getattr(_var, "get", None) or otel_cont
 def watch_attach(asks: Callable[[Context], bool], on_ask: Callable[[], None]) -> bool:
     """Call `on_ask()` once, the first time a context for which `asks(ctx)` is true is attached
     by anyone (our scopes, OTel's `context.attach`, an instrumentation); then step aside."""
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    runtime: Any = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     original = getattr(type(runtime), "attach", None) if runtime is not None else None
     if original is None:
         return False

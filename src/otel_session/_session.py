@@ -9,9 +9,9 @@ from opentelemetry import baggage, context
 from opentelemetry.context import Context
 
 from otel_session import _validation as v
-from otel_session._scope import Scope, detach
 from otel_session._context import baggage_level
 from otel_session._levels import level_name, parse_level
+from otel_session._scope import Scope, detach
 
 
 @dataclass(frozen=True)

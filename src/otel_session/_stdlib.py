@@ -41,7 +41,7 @@ def _inherits(logger: logging.Logger) -> bool:
 def is_enabled_for(self: logging.Logger, level: int) -> bool:
     if self.disabled:
         return False
-    cache = self._cache
+    cache = self._cache  # type: ignore[attr-defined]
     try:
         if cache[level]:
             return True

@@ -24,11 +24,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO, TypeVar
 
+from otel_session._file_exporter import log_dir
 from otel_session._follow import LogFilter, LogTail, ReadStats
 from otel_session._levels import parse_level
 from otel_session._record import Record, iso_time
 from otel_session._severity import TRACE, severity_of
-from otel_session.file_exporter import log_dir
 
 T = TypeVar("T")
 PROG = "otel-session"
