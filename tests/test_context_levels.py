@@ -167,3 +167,44 @@ def test_a_forked_child_starts_with_no_session_and_the_apps_levels(otel_logs, tm
     assert os.waitstatus_to_exitcode(status) == 0
     assert result.read_text() == f"False None {logging.INFO}"
     assert [r.message for r in cap.records] == ["parent debug"]
+
+
+def test_no_lock_of_ours_held_at_a_fork_blocks_the_child(otel_logs, tmp_path):
+    import time
+
+    from otel_session._state import STATE
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with STATE.lock, STATE.captures._lock, STATE.redactor._lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                configure(exporter="none")
+                with session(session_id="child"), capture(level="DEBUG") as cap:
+                    log.debug("child")
+                os._exit(0 if [r.message for r in cap.records] == ["child"] else 3)
+            finally:
+                os._exit(4)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child hung on a lock held in the parent")
+    finally:
+        release.set()
+        thread.join()
+    assert os.waitstatus_to_exitcode(status) == 0

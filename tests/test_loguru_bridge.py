@@ -191,3 +191,27 @@ def test_a_missing_loguru_is_a_clear_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "loguru", None)
     with pytest.raises(ImportError, match=r"pip install 'otel-session\[loguru\]'"):
         install_loguru_bridge()
+
+
+def test_the_bridge_follows_the_per_context_rule(otel_logs):
+    import threading
+
+    ready, done = threading.Event(), threading.Event()
+
+    def loud() -> None:
+        with session(session_id="loud", log_level="DEBUG"):
+            logger.debug("loud loguru debug")
+            ready.set()
+            done.wait(5)
+
+    thread = threading.Thread(target=loud)
+    thread.start()
+    ready.wait(5)
+    with session(session_id="quiet"):
+        logger.debug("not forwarded: nobody asked here")
+        with capture(level="DEBUG") as cap:
+            logger.debug("for the citation only")
+    done.set()
+    thread.join()
+    assert [r.message for r in cap.records] == ["for the citation only"]
+    assert otel_logs.messages() == ["loud loguru debug"]

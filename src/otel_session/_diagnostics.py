@@ -11,6 +11,7 @@ lost. Both get a stderr handler that lets a burst through, then counts what it h
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -25,9 +26,13 @@ class _RateLimit(logging.Filter):
         super().__init__()
         self.burst, self.window_s = burst, window_s
         self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._after_fork)  # a few instances a process: no leak
         self._start = -window_s
         self._passed = 0
         self.suppressed = 0
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         now = time.monotonic()

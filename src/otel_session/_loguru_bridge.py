@@ -6,9 +6,10 @@ session's own level, capture). The sink is synchronous on purpose: loguru then c
 logging task or thread, where the caller's OTel context, with its session baggage, is current.
 A loguru sink added with `enqueue=True` would run in another thread and lose it.
 
-The loguru filter asks the stdlib logger `isEnabledFor`, whose threshold follows the lowest level
-a live session needs, so a disabled record (Pipecat logs a lot at DEBUG and TRACE) is dropped
-before loguru formats it or takes its handler lock.
+The loguru filter asks the stdlib logger `isEnabledFor`, which answers for the *current* context
+(`_stdlib`): a record is forwarded only where the app's levels or that context's session or capture
+ask for it, so a disabled record (Pipecat logs a lot at DEBUG and TRACE) is dropped before loguru
+formats it or takes its handler lock, and one session at DEBUG makes no other session's bot noisier.
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ class State:
     def _after_fork_in_child(self) -> None:
         """A child starts with none of its parent's sessions or captures, and no lock held."""
         self.lock = threading.RLock()
+        self.redactor._lock = threading.Lock()
         self.captures.after_fork()
         self.invalidate()
         from opentelemetry import context
