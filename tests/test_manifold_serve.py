@@ -70,3 +70,46 @@ def test_each_bot_asks_the_manifold_within_its_session_and_trace(platform):
     assert any(r["message"].startswith("Calling gpt-4.1-mini") for r in manifold)
     assert {r["attrs"]["user.id"] for r in manifold} == {"user-lh"}
     assert any(r["message"].startswith("The manifold answered") for r in records if r["service"] == "bot-runner")
+
+
+def test_a_users_level_is_the_citations_not_the_exports_and_a_client_may_leave_mid_stream(platform):
+    url = platform.start_manifold()
+    manifold = platform.procs[-1]
+
+    def ask(chat: str, level: str, model: str = "gpt-4.1-mini") -> list[dict]:
+        body = {"model": model, "stream": True, "messages": [{"role": "user", "content": f"hello {chat}"}]}
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30,
+                           headers={"x-chat-id": chat, "x-user-log-level": level})
+        return [e for e in _sse(reply)[1] if e["type"] == "citation"]
+
+    (debug,) = ask("chat-debug", "DEBUG")
+    assert " DEBUG openai_responses: Request body keys" in debug["data"]["document"][0]
+    assert ask("chat-quiet", "ERROR") == []  # nothing at ERROR in a good run
+    (failed,) = ask("chat-quiet-fail", "ERROR", model="fail-500")
+    assert " INFO " not in failed["data"]["document"][0] and " ERROR " in failed["data"]["document"][0]
+
+    body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "a long one"}]}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers={"x-chat-id": "chat-left"},
+                      timeout=30) as reply:
+        chunks = 0
+        for line in reply.iter_lines():
+            chunks += '"content"' in line
+            if chunks == 3:
+                break  # the client goes away mid-stream
+    (left,) = wait_for(lambda: httpx.get(f"{url}/citations", params={"session_id": "chat-left"}, timeout=5).json(),
+                       timeout=20, what="the citation of the run whose client left")
+    assert "Run cancelled by the client" in left["document"]
+
+    platform.stop_all()
+    records = platform.records()
+
+    def of(chat: str) -> list[dict]:
+        return [r for r in records if r["attrs"].get("session.id") == chat]
+
+    assert [r for r in records if r["level"] == "DEBUG"] == []  # the user's DEBUG went to their citation only
+    assert any(r["message"].startswith("Calling gpt-4.1-mini") for r in of("chat-debug"))
+    for chat in ("chat-quiet", "chat-quiet-fail"):  # a user at ERROR does not silence the platform's INFO
+        assert any(r["level"] == "INFO" and r["message"].startswith("Calling ") for r in of(chat)), chat
+    assert any(r["message"].startswith("Run cancelled by the client") for r in of("chat-left"))
+    output = manifold.output()
+    assert "Failed to detach" not in output and "could not detach" not in output, output

@@ -24,6 +24,7 @@ from otel_session._scope import Scope, detach
 from otel_session._severity import severity_of
 
 logger = logging.getLogger(__name__)
+_monotonic = time.monotonic
 
 DEFAULT_LIMITS = {
     "capture_max_records": 10_000,
@@ -63,12 +64,13 @@ class Capture:
         if self.closed:
             return
         size = record_size(record)
+        records = self._records
         with self._lock:
-            self.last_activity = time.monotonic()
-            self._records.append((record, size))
+            self.last_activity = _monotonic()
+            records.append((record, size))
             self._bytes += size
-            while self._records and (len(self._records) > self._max_records or self._bytes > self._max_bytes):
-                _, gone = self._records.popleft()
+            while self._bytes > self._max_bytes or len(records) > self._max_records:
+                _, gone = records.popleft()
                 self._bytes -= gone
                 self.dropped += 1
 

@@ -144,7 +144,7 @@ def snapshot(record: ReadWriteLogRecord | ReadableLogRecord) -> Record:
             span_hex = format(span_id, "016x")
             _last_span = (span_id, span_hex)
     service, resource = _service(record.resource)
-    return Record(
+    return _new_record(Record, (  # NamedTuple's own __new__ is a Python function: skip it
         lr.timestamp or lr.observed_timestamp or 0,
         severity,
         lr.severity_text or severity_text(severity),
@@ -155,7 +155,10 @@ def snapshot(record: ReadWriteLogRecord | ReadableLogRecord) -> Record:
         span_hex,
         service,
         resource,
-    )
+    ))
+
+
+_new_record = tuple.__new__
 
 
 RECORD_OVERHEAD = 200  # the tuple, its timestamp, level, logger and the attributes dict
@@ -172,7 +175,13 @@ def record_size(record: Record) -> int:
     attributes = record.attributes
     size = RECORD_OVERHEAD + ATTRIBUTE_OVERHEAD * len(attributes) + len(record.message)
     for key, value in attributes.items():
-        size += len(key) + (len(value) if type(value) is str else value_size(value))
+        kind = type(value)
+        if kind is str:
+            size += len(key) + len(value)
+        elif kind in _SCALARS:
+            size += len(key) + SCALAR_SIZE
+        else:
+            size += len(key) + value_size(value)
     return size
 
 
