@@ -18,57 +18,28 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
 
 from loguru import logger as loguru_logger
 from opentelemetry._logs import set_logger_provider
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler, ReadableLogRecord
-from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
-    LogRecordExporter,
-    LogRecordExportResult,
-    SimpleLogRecordProcessor,
-)
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+from tests.wire import SerialisingExporter, attributes
 
 SECRET = "sk-" + "A1b2C3d4E5f6G7h8"
 
 
-class SerialisingExporter(LogRecordExporter):
-    """Keeps what a Collector would receive: the bytes encoded at export time."""
-
-    def __init__(self) -> None:
-        self.payloads: list[bytes] = []
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
-        self.payloads.append(encode_logs(batch).SerializeToString())
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
+class HostExporter(SerialisingExporter):
     def records(self) -> list[dict[str, object]]:
-        out = []
-        for payload in self.payloads:
-            request = ExportLogsServiceRequest.FromString(payload)
-            for resource_logs in request.resource_logs:
-                for scope_logs in resource_logs.scope_logs:
-                    for record in scope_logs.log_records:
-                        attributes = {kv.key: kv.value.string_value for kv in record.attributes}
-                        out.append({"body": record.body.string_value, "severity": record.severity_number,
-                                    "logger": scope_logs.scope.name, "session": attributes.get("session.id"),
-                                    "raw": payload.hex()})
-        return out
+        return [{"body": record.body.string_value, "severity": record.severity_number, "logger": scope.name,
+                 "session": attributes(record).get("session.id"), "raw": payload.hex()}
+                for scope, record, payload in self.decoded()]
 
 
 # --- the host: open_webui/utils/telemetry/logs.py ----------------------------------------------
 os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"  # the host's, not a request for ours
-batch_exporter, simple_exporter = SerialisingExporter(), SerialisingExporter()
+batch_exporter, simple_exporter = HostExporter(), HostExporter()
 provider = LoggerProvider(resource=Resource.create({SERVICE_NAME: "open-webui"}))
 set_logger_provider(provider)
 provider.add_log_record_processor(BatchLogRecordProcessor(batch_exporter))

@@ -13,10 +13,10 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 
 from otel_session._redaction import MAX_DEPTH, REDACTED, SECRET_PATTERNS, Redactor, _replace
+from tests.wire import SerialisingExporter
 
 SECRETS = ("dXNlcjpwYXNz", "abc123", "6629fae4", "k-123", "tok.en-9", "hunter2", "sk-proj-Abc123def456")
 
@@ -177,23 +177,6 @@ def test_the_gate_never_changes_the_result(text, key):
     record = LogRecord(body=text, attributes={"a": text, key or "k": "v"})
     r.record(record)
     assert record.body == _naive(r.patterns, text) and record.attributes["a"] == _naive(r.patterns, text)
-
-
-class SerialisingExporter(LogRecordExporter):
-    """What a Collector would receive: each batch encoded to OTLP protobuf at export time."""
-
-    def __init__(self) -> None:
-        self.payloads: list[bytes] = []
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
-        self.payloads.append(encode_logs(batch).SerializeToString())
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 def test_no_secret_reaches_the_encoded_bytes(redactor):

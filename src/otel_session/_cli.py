@@ -27,7 +27,7 @@ from typing import TextIO, TypeVar
 from otel_session._file_exporter import log_dir
 from otel_session._follow import LogFilter, LogTail, ReadStats
 from otel_session._levels import parse_level
-from otel_session._record import Record, iso_time
+from otel_session._record import EPOCH, Record, iso_time
 from otel_session._severity import TRACE, severity_of
 
 T = TypeVar("T")
@@ -75,7 +75,6 @@ def min_severity(level: str) -> int:
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _HEX = re.compile(r"[0-9a-f]+")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_since(text: str, now_unix_nano: int | None = None) -> int:
@@ -93,7 +92,7 @@ def parse_since(text: str, now_unix_nano: int | None = None) -> int:
                          "or an ISO-8601 time such as 2026-11-23T10:00:00Z") from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
-    return ((stamp - _EPOCH) // timedelta(microseconds=1)) * 1000
+    return ((stamp - EPOCH) // timedelta(microseconds=1)) * 1000
 
 
 def parse_trace_id(text: str) -> str:

@@ -7,6 +7,7 @@ One is built per captured record on the emit path, hence a NamedTuple and a lean
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -24,12 +25,12 @@ SERVICE_NAME = "service.name"
 EXCEPTION_STACKTRACE = "exception.stacktrace"
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc_time(time_unix_nano: int) -> datetime:
     """A Unix time in nanoseconds as an aware UTC datetime (to the microsecond, exactly: no float)."""
-    return _EPOCH + timedelta(microseconds=time_unix_nano // 1000)
+    return EPOCH + timedelta(microseconds=time_unix_nano // 1000)
 
 
 def iso_time(time_unix_nano: int, timespec: str = "microseconds") -> str:
@@ -114,35 +115,25 @@ def _service(resource: Resource | None) -> tuple[str, Mapping[str, Any]]:
     return found
 
 
-# Records come in runs of one trace and one span: remember the last ids' hex, formatting is the dear part.
-_last_trace: tuple[int, str] = (0, "")
-_last_span: tuple[int, str] = (0, "")
+# Records come in runs of one trace and one span: formatting the ids is the dear part, so remember it.
+@functools.lru_cache(maxsize=1024)
+def _trace_hex(trace_id: int) -> str:
+    return format(trace_id, "032x")
+
+
+@functools.lru_cache(maxsize=1024)
+def _span_hex(span_id: int) -> str:
+    return format(span_id, "016x")
 
 
 def snapshot(record: ReadWriteLogRecord | ReadableLogRecord) -> Record:
     """A `Record` of an SDK record as it is now."""
-    global _last_trace, _last_span
     lr = record.log_record
     scope = record.instrumentation_scope
     severity = severity_value(lr.severity_number)
     body = lr.body
-    trace_hex = span_hex = None
-    trace_id = lr.trace_id
-    if trace_id:
-        last = _last_trace
-        if last[0] == trace_id:
-            trace_hex = last[1]
-        else:
-            trace_hex = format(trace_id, "032x")
-            _last_trace = (trace_id, trace_hex)
-    span_id = lr.span_id
-    if span_id:
-        last = _last_span
-        if last[0] == span_id:
-            span_hex = last[1]
-        else:
-            span_hex = format(span_id, "016x")
-            _last_span = (span_id, span_hex)
+    trace_hex = _trace_hex(lr.trace_id) if lr.trace_id else None
+    span_hex = _span_hex(lr.span_id) if lr.span_id else None
     service, resource = _service(record.resource)
     return _new_record(Record, (  # NamedTuple's own __new__ is a Python function: skip it
         lr.timestamp or lr.observed_timestamp or 0,
