@@ -13,11 +13,19 @@ license: Apache-2.0
 # fresh module on every (re)load, so nothing long-lived lives here: providers, processors and
 # capture buffers belong to the `otel_session` package, configured once per process.
 #
-# Logging: every run is one trace and one `otel_session.session(...)` whose level comes from the
-# user's valve (INHERIT = the pipe's valve). Everything logged during the run — this module, the
-# openai SDK, httpx — is captured for that trace alone and always emitted as one "Logs" citation,
-# whether the run succeeded, failed or was cancelled. Secrets are redacted before anything is
-# captured or exported.
+# Logging: every run is one trace, one `otel_session.session(...)` and one `otel_session.capture(level)`.
+# Two levels, two owners. The capture's level is the user's choice (user valve, INHERIT = the pipe's
+# valve): it decides what the "Logs" citation shows, DEBUG included, and nothing else. What is exported
+# is not the user's to decide: the process's logging configuration, or a trusted caller's
+# `otel_session.log_level` baggage (TRUST_INCOMING_BAGGAGE). Everything logged during the run — this
+# module, the openai SDK, httpx — is captured for that run alone and always emitted as one citation,
+# whether the run succeeded, failed or was cancelled. Secrets are redacted before anything is captured
+# or exported.
+#
+# The run lives in its own asyncio task, which feeds deltas through a queue to the generator the host
+# iterates; the generator attaches no context. So a client that stops reading leaves nothing of the run
+# attached to the host's task, and however the consumer goes away (aclose, cancellation, garbage
+# collection) the run is cancelled and still emits its citation.
 
 from __future__ import annotations
 
@@ -52,6 +60,8 @@ tracer = trace.get_tracer("openai_responses_manifold")
 
 Emitter = Callable[[dict[str, Any]], Awaitable[Any]]
 _ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+QUEUE_HIGH_WATER = 64  # deltas read ahead of the consumer before the run waits for it
+_RUNS: set[asyncio.Task[None]] = set()
 
 
 class UpstreamError(Exception):
@@ -73,7 +83,8 @@ class Pipe:
         MODELS: str = Field(default="gpt-4.1-mini,gpt-4.1", description="Model ids, comma-separated")
         LOG_LEVEL: str = Field(
             default_factory=lambda: os.environ.get("GLOBAL_LOG_LEVEL", "INFO").upper() or "INFO",
-            description="Level of the logs shown in the Logs citation (DEBUG, INFO, WARNING, ERROR, CRITICAL)",
+            description="Level of the logs shown in the Logs citation (DEBUG, INFO, WARNING, ERROR, CRITICAL); "
+                        "what is exported is the platform's logging configuration, not this",
         )
         TRUST_INCOMING_BAGGAGE: bool = Field(
             default=False, description="Continue the caller's trace and session id (only behind a trusted proxy)"
@@ -87,7 +98,7 @@ class Pipe:
             return _level_name(value, allow_inherit=False)
 
     class UserValves(BaseModel):
-        LOG_LEVEL: str = Field(default=INHERIT, description="INHERIT uses the pipe's level")
+        LOG_LEVEL: str = Field(default=INHERIT, description="Level of your Logs citation; INHERIT uses the pipe's")
 
         @field_validator("LOG_LEVEL")
         @classmethod
@@ -122,49 +133,87 @@ class Pipe:
 
 
 class _Run:
-    """One call of `pipe()`: one trace, one session, one capture, one citation."""
+    """One call of `pipe()`: one task, one trace, one session, one capture, one citation."""
 
     def __init__(self, valves: Pipe.Valves, body: dict[str, Any], user: dict[str, Any], metadata: dict[str, Any],
                  emitter: Emitter | None, request: Any, chat_id: str | None) -> None:
         self.valves, self.body, self.user, self.metadata = valves, body, user, metadata
         self.emitter, self.request, self.chat_id = emitter, request, chat_id
+        self.finishing = False  # the run is emitting its status and citation: not to be cancelled
 
     async def complete(self) -> str:
         parts = [part async for part in self.stream()]
         return "".join(parts)
 
     async def stream(self) -> AsyncIterator[str]:
-        with contextlib.ExitStack() as scope:
-            trusted = self.valves.TRUST_INCOMING_BAGGAGE and self.request is not None
-            if trusted:
-                scope.enter_context(otel_session.attach(otel_session.extract_headers(self.request.headers)))
-            # Untrusted: a new trace, so no two runs ever share one capture.
-            scope.enter_context(tracer.start_as_current_span("openai_responses.pipe",
-                                                             context=None if trusted else Context()))
-            session_id = self._session_id(trusted)
-            level = resolve_level(self._user_level(), self.valves.LOG_LEVEL)
-            scope.enter_context(otel_session.session(
-                session_id=session_id, user_id=self._user_id(), user_name=self._user_name(), log_level=level))
-            logs = scope.enter_context(otel_session.capture())
-            error: str | None = None
-            try:
-                await self._emit({"type": "status", "data": {"description": "Thinking…", "done": False}})
-                async with contextlib.aclosing(self._deltas()) as deltas:  # closed now, not by the GC
-                    async for delta in deltas:
-                        yield delta
-            except UpstreamError as exc:
-                error = str(exc)
-                yield f"\n\n**Error:** {error}"
-            except (asyncio.CancelledError, GeneratorExit):
-                logger.warning("Run cancelled by the client before it finished")
-                error = "cancelled"
-                raise
-            except Exception as exc:  # a bug here must still reach the user, with its logs
-                logger.exception("Run failed unexpectedly")
-                error = f"{type(exc).__name__}: {exc}"
-                yield f"\n\n**Error:** {error}"
-            finally:
-                await self._finish(logs, error)
+        """What the host iterates: the deltas `_work` produces in its own task. Attaches nothing."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        worker = asyncio.create_task(self._work(queue), name="openai_responses.run")
+        _RUNS.add(worker)  # the loop keeps only a weak reference to a task
+        worker.add_done_callback(_RUNS.discard)
+        try:
+            while True:
+                delta = await queue.get()
+                queue.task_done()
+                if delta is None:
+                    break
+                yield delta
+            await asyncio.wait({worker})  # the end marker is its last step
+            if not worker.cancelled() and (exc := worker.exception()) is not None:
+                raise exc
+        finally:  # the consumer is done: by the end, aclose(), cancellation, or the GC's aclose()
+            if not worker.done():
+                if not self.finishing:  # once the run is emitting its citation, let it
+                    worker.cancel()
+                await asyncio.wait({worker}, timeout=2 * self.valves.EMIT_TIMEOUT_S + 5)
+
+    async def _work(self, queue: asyncio.Queue[str | None]) -> None:
+        """The run, in its own task (so in its own copy of the context): whatever it attaches is
+        attached here and detached here, never in the host's task."""
+        try:
+            with contextlib.ExitStack() as scope:
+                logs = self._open(scope)
+                error: str | None = None
+                try:
+                    try:
+                        await self._emit({"type": "status", "data": {"description": "Thinking…", "done": False}})
+                        async with contextlib.aclosing(self._deltas()) as deltas:  # closed now, not by the GC
+                            async for delta in deltas:
+                                queue.put_nowait(delta)
+                                if queue.qsize() >= QUEUE_HIGH_WATER:  # a slow consumer holds the upstream back
+                                    await queue.join()
+                    except UpstreamError as exc:
+                        error = str(exc)
+                        queue.put_nowait(f"\n\n**Error:** {error}")
+                    except Exception as exc:  # a bug here must still reach the user, with its logs
+                        logger.exception("Run failed unexpectedly")
+                        error = f"{type(exc).__name__}: {exc}"
+                        queue.put_nowait(f"\n\n**Error:** {error}")
+                    await queue.join()  # done when the consumer has taken everything
+                except asyncio.CancelledError:
+                    logger.warning("Run cancelled by the client before it finished")
+                    error = "cancelled"
+                    raise
+                finally:
+                    self.finishing = True
+                    await self._finish(logs, error)
+        finally:
+            queue.put_nowait(None)  # always: the consumer never waits for an end that does not come
+
+    def _open(self, scope: contextlib.ExitStack) -> otel_session.Capture:
+        """Trace, session and capture of the run, entered on `scope`; returns the capture."""
+        trusted = self.valves.TRUST_INCOMING_BAGGAGE and self.request is not None
+        if trusted:  # the caller's trace and baggage as they came, its export level included
+            scope.enter_context(otel_session.attach(otel_session.extract_headers(self.request.headers)))
+        # Untrusted: a new trace, and (edge) no baggage anything upstream of us put in the context.
+        scope.enter_context(tracer.start_as_current_span("openai_responses.pipe",
+                                                         context=None if trusted else Context()))
+        scope.enter_context(otel_session.session(
+            session_id=self._session_id(trusted), user_id=self._user_id(), user_name=self._user_name(),
+            edge=not trusted))
+        # The user's level is the citation's, never the export's.
+        return scope.enter_context(otel_session.capture(level=resolve_level(self._user_level(),
+                                                                            self.valves.LOG_LEVEL)))
 
     async def _deltas(self) -> AsyncGenerator[str, None]:
         model = _model_id(str(self.body.get("model", "")), self.valves.MODELS)

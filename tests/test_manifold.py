@@ -6,21 +6,18 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 import otel_session
 from manifold.loader import load_function
 from otel_session import SessionLogProcessor, inject_headers, session
 from tests.fake_openai import fake_openai  # noqa: F401 - the fixture
+from tests.wire import SerialisingExporter, attributes
 
 PIPE = Path(__file__).resolve().parent.parent / "manifold" / "openai_responses_manifold.py"
 KEY = "sk-test-abcdefghijklmnop0123"
@@ -42,41 +39,15 @@ class Exported(NamedTuple):
     trace_id: str
 
 
-class WireExporter(LogRecordExporter):
-    """What a collector receives: every batch encoded to OTLP protobuf at export time."""
-
-    def __init__(self) -> None:
-        self.requests: list[bytes] = []
-
-    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        self.requests.append(encode_logs(batch).SerializeToString())
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
 class Wire:
-    def __init__(self, telemetry: otel_session.Telemetry, exporter: WireExporter) -> None:
+    def __init__(self, telemetry: otel_session.Telemetry, exporter: SerialisingExporter) -> None:
         self.telemetry, self.exporter = telemetry, exporter
 
     @property
     def records(self) -> list[Exported]:
         assert self.telemetry.force_flush()  # batched in the background
-        out = []
-        for data in self.exporter.requests:
-            request = ExportLogsServiceRequest.FromString(data)
-            for resource_logs in request.resource_logs:
-                for scope_logs in resource_logs.scope_logs:
-                    for lr in scope_logs.log_records:
-                        attrs = {kv.key: getattr(kv.value, kv.value.WhichOneof("value") or "string_value")
-                                 for kv in lr.attributes}
-                        out.append(Exported(lr.body.string_value, lr.severity_number, scope_logs.scope.name,
-                                            attrs, lr.trace_id.hex()))
-        return out
+        return [Exported(lr.body.string_value, lr.severity_number, scope.name, attributes(lr), lr.trace_id.hex())
+                for scope, lr, _ in self.exporter.decoded()]
 
     def for_session(self, session_id: str) -> list[Exported]:
         return [r for r in self.records if r.attributes.get("session.id") == session_id]
@@ -86,7 +57,7 @@ class Wire:
 def wire(otel_logs):
     """The pipeline re-pointed at an exporter that serialises what it is given, as the OTLP exporter does
     (instead of the `otel_logs` fixture's in-memory one, which keeps live SDK records)."""
-    exporter = WireExporter()
+    exporter = SerialisingExporter()
     telemetry = otel_session.configure(exporter=exporter)
     yield Wire(telemetry, exporter)
     telemetry.shutdown()
@@ -395,6 +366,16 @@ def test_the_consumers_context_is_never_the_runs(pipe, otel_logs):
     assert host and all("session.id" not in r.attributes for r in host)
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_bug_in_the_run_is_shown_with_its_citation(pipe, stream):
+    events = Events()
+    text = run(_call(pipe, stream=stream, emitter=events, messages=["not a message object"]))
+    assert "**Error:** AttributeError: " in text
+    (doc,) = events.citations
+    assert "ERROR openai_responses: Run failed unexpectedly" in doc and "Traceback" in doc
+    assert events.statuses[-1] == {"description": "Failed", "done": True}
+
+
 @pytest.mark.parametrize("behaviour", ["raise", "hang"])
 def test_an_emitter_that_raises_or_hangs_never_breaks_the_pipe(pipe, behaviour):
     events = Events(behaviour)
@@ -459,7 +440,7 @@ def test_two_runs_in_one_trace_keep_their_own_citations(pipe, fake_openai, otel_
 
 
 def test_a_client_resending_another_runs_traceparent_gets_its_own_citation(pipe, fake_openai, otel_logs):  # noqa: F811
-    fake_openai.SLOW_DELTAS, fake_openai.SLOW_PAUSE = 6, 0.05
+    fake_openai.SLOW_DELTAS, fake_openai.SLOW_PAUSE = 20, 0.05
     pipe.valves = pipe.valves.model_copy(update={"TRUST_INCOMING_BAGGAGE": True})
     headers, trace_id = _caller_headers(session_id="sess-original", user_id="owner")
     copied = {"traceparent": headers["traceparent"]}  # what another client saw of the first run
