@@ -208,3 +208,29 @@ def test_no_lock_of_ours_held_at_a_fork_blocks_the_child(otel_logs, tmp_path):
         release.set()
         thread.join()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_gate_looks_at_the_context_only_while_some_context_asks(otel_logs):
+    import asyncio
+    import gc
+
+    from otel_session._state import STATE
+
+    async def background(go: asyncio.Event) -> None:
+        await go.wait()
+        log.debug("a task that outlived its request's scope")
+
+    async def main() -> None:
+        go = asyncio.Event()
+        with session(session_id="s", log_level="DEBUG"):
+            task = asyncio.create_task(background(go))
+        assert STATE.asking.armed  # the task still holds the asking context
+        go.set()
+        await task
+
+    assert not STATE.asking.armed
+    asyncio.run(main())
+    assert otel_logs.messages() == ["a task that outlived its request's scope"]
+    otel_logs.clear()  # the in-memory exporter keeps the live record, and so its context
+    gc.collect()
+    assert not STATE.asking.armed  # the last asking context is gone: disabled calls cost nothing extra

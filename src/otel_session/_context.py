@@ -10,6 +10,8 @@ what it depends on changes (the baggage keys, a capture closing).
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -33,7 +35,7 @@ class Meaning:
     """A context's session attributes, its export level, its open captures, and its floor: the
     lowest stdlib level any of those asks to have records created for."""
 
-    __slots__ = ("attrs", "captures", "export", "export_level", "floor", "generation", "longest")
+    __slots__ = ("__weakref__", "attrs", "captures", "export", "export_level", "floor", "generation", "longest")
 
     def __init__(self, generation: int, attrs: tuple[tuple[str, str], ...], export_level: int | None,
                  captures: tuple[Capture, ...]) -> None:
@@ -94,6 +96,39 @@ def compute(ctx: Context, generation: int, keys: KeyMatcher) -> Meaning:
     with contextlib.suppress(AttributeError, TypeError):  # a Context subclass with slots: no cache
         setattr(ctx, _ATTR, meaning)
     return meaning
+
+
+class Asking:
+    """The meanings alive that ask for records below the app's levels. While there are none, the
+    stdlib gate need not look at the current context at all (`armed` is False). A meaning lives as
+    long as its Context, so this ends when the last such context is gone: a finished request, and
+    every task that inherited its context, included."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # weakref callbacks may run inside a locked region
+        self._refs: set[weakref.ref[Meaning]] = set()
+        self.armed = False
+
+    def add(self, meaning: Meaning) -> None:
+        with self._lock:
+            self._refs.add(weakref.ref(meaning, self._gone))
+            self.armed = True
+
+    def _gone(self, ref: weakref.ref[Meaning]) -> None:
+        with self._lock:
+            self._refs.discard(ref)
+            self.armed = bool(self._refs)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._refs.clear()
+            self.armed = False
+
+    def after_fork(self) -> None:
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._refs)
 
 
 def asks(ctx: Context) -> bool:

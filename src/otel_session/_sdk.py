@@ -107,21 +107,19 @@ _var = getattr(_runtime, "_current_context", None)
 current_context: Callable[[], Context] = getattr(_var, "get", None) or otel_context.get_current
 
 
-def watch_attach(asks: Callable[[Context], bool], on_ask: Callable[[], None]) -> bool:
-    """Call `on_ask()` once, the first time a context for which `asks(ctx)` is true is attached
-    by anyone (our scopes, OTel's `context.attach`, an instrumentation); then step aside."""
+def watch_attach(on_attach: Callable[[Context], None]) -> bool:
+    """Call `on_attach(ctx)` for every context attached by anyone (our scopes, OTel's
+    `context.attach`, an instrumentation) before it becomes current. Idempotent."""
     runtime: Any = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     original = getattr(type(runtime), "attach", None) if runtime is not None else None
     if original is None:
         return False
 
     def attach(ctx: Context) -> Any:
-        if asks(ctx):
-            unwatch_attach()
-            on_ask()
+        on_attach(ctx)
         return original(runtime, ctx)
 
-    runtime.attach = attach
+    runtime.attach = attach  # an instance attribute: shadows the method, removable
     return True
 
 

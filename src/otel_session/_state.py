@@ -16,7 +16,7 @@ from opentelemetry.context import Context
 
 from otel_session import _sdk
 from otel_session._capture import CaptureRegistry
-from otel_session._context import _ATTR, KeyMatcher, Meaning, asks, compute
+from otel_session._context import _ATTR, NO_FLOOR, Asking, KeyMatcher, Meaning, asks, compute
 from otel_session._redaction import Redactor, redactor
 
 if TYPE_CHECKING:
@@ -33,9 +33,9 @@ class State:
         self.lock = threading.RLock()
         self.generation = 0
         self.keys = KeyMatcher(DEFAULT_BAGGAGE_KEYS)
-        # False until some context that asks for lower levels is attached: until then a
-        # disabled stdlib call costs what it costs without us.
-        self.armed = False
+        # Meanings alive that ask for lower levels: while there are none a disabled stdlib call
+        # costs what it costs without us (`asking.armed` is False).
+        self.asking = Asking()
         self.captures = CaptureRegistry(self.invalidate)
         self.redactor: Redactor = redactor
         # What configure() built; OTel's providers are set once per process, so reset() keeps these.
@@ -43,19 +43,25 @@ class State:
         self.own_tracer_provider: TracerProvider | None = None
         self.span_processor: BatchSpanProcessor | None = None
         self.warned_names: set[str] = set()
-        _sdk.watch_attach(asks, self.arm)
+        _sdk.watch_attach(self.on_attach)
 
     def meaning(self, ctx: Context) -> Meaning:
         found: Meaning | None = getattr(ctx, _ATTR, None)
         if found is not None and found.generation == self.generation:
             return found
-        return compute(ctx, self.generation, self.keys)
+        meaning = compute(ctx, self.generation, self.keys)
+        if meaning.floor != NO_FLOOR:
+            self.asking.add(meaning)
+        return meaning
+
+    def on_attach(self, ctx: Context) -> None:
+        """A context that asks for lower levels is about to become current: know it before its
+        first logging call (the stdlib gate looks only while some context asks)."""
+        if asks(ctx):
+            self.meaning(ctx)
 
     def invalidate(self) -> None:
         self.generation += 1
-
-    def arm(self) -> None:
-        self.armed = True
 
     def set_baggage_keys(self, patterns: Sequence[str]) -> None:
         self.keys = KeyMatcher(patterns)
@@ -68,15 +74,15 @@ class State:
             self.captures.reset()
             self.redactor.patterns = ()
             self.keys = KeyMatcher(DEFAULT_BAGGAGE_KEYS)
-            self.armed = False
+            self.asking.clear()
             self.invalidate()
-            _sdk.unwatch_attach()
-            _sdk.watch_attach(asks, self.arm)
+            _sdk.watch_attach(self.on_attach)
 
     def _after_fork_in_child(self) -> None:
         """A child starts with none of its parent's sessions or captures, and no lock held."""
         self.lock = threading.RLock()
         self.redactor._lock = threading.Lock()
+        self.asking.after_fork()
         self.captures.after_fork()
         self.invalidate()
         from opentelemetry import context

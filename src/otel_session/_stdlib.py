@@ -7,7 +7,7 @@ app's configuration, or else asked for by the *current* context — a session's 
 open capture's level below the logger's — and only for loggers that inherit their level (a level
 the app set explicitly on a logger stands). `logging.disable()` still wins.
 
-Until some context that asks is attached (`State.armed`), a disabled call costs one global check
+While no context that asks is alive (`State.asking.armed`), a disabled call costs one global check
 more than the stdlib's. `tests/test_stdlib_internals.py` fails loudly when the stdlib changes the
 parts this leans on (`Logger._cache`, `Manager._clear_cache`, `Manager.disable`).
 """
@@ -24,6 +24,7 @@ from otel_session._state import STATE
 _stdlib_is_enabled_for = logging.Logger.isEnabledFor
 _INHERITS = "otel_session.inherits"  # a str key in `Logger._cache`: cleared with it on every level change
 _current = _sdk.current_context
+_asking = STATE.asking
 _root = logging.root
 _logger_dict = logging.Logger.manager.loggerDict
 
@@ -48,7 +49,7 @@ def is_enabled_for(self: logging.Logger, level: int) -> bool:
     except KeyError:
         if _stdlib_is_enabled_for(self, level):
             return True
-    if not STATE.armed:
+    if not _asking.armed:
         return False
     ctx = _current()
     meaning = getattr(ctx, _ATTR, None)
