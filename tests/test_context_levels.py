@@ -234,3 +234,22 @@ def test_the_gate_looks_at_the_context_only_while_some_context_asks(otel_logs):
     otel_logs.clear()  # the in-memory exporter keeps the live record, and so its context
     gc.collect()
     assert not STATE.asking.armed  # the last asking context is gone: disabled calls cost nothing extra
+
+
+def test_in_a_capture_what_the_apps_levels_create_is_still_exported(otel_logs):
+    from opentelemetry._logs import LogRecord, SeverityNumber, get_logger_provider
+
+    chatty = logging.getLogger("tests.levels.chatty")
+    chatty.setLevel(logging.DEBUG)  # the app asked for this logger's DEBUG
+    logging.getLogger("tests.levels.placeholder.child")  # makes "tests.levels.placeholder" a PlaceHolder
+    try:
+        with capture(level="DEBUG") as cap:
+            chatty.debug("the app's own debug")
+            log.debug("for the capture only")
+            get_logger_provider().get_logger("tests.levels.placeholder").emit(
+                LogRecord(body="an API record named like a PlaceHolder", severity_number=SeverityNumber.DEBUG))
+    finally:
+        chatty.setLevel(logging.NOTSET)
+    assert [r.message for r in cap.records] == [
+        "the app's own debug", "for the capture only", "an API record named like a PlaceHolder"]
+    assert otel_logs.messages() == ["the app's own debug", "an API record named like a PlaceHolder"]

@@ -24,7 +24,6 @@ from otel_session._scope import Scope, detach
 from otel_session._severity import severity_of
 
 logger = logging.getLogger(__name__)
-_monotonic = time.monotonic
 
 DEFAULT_LIMITS = {
     "capture_max_records": 10_000,
@@ -40,7 +39,8 @@ class Capture:
     def __init__(self, level: int, max_records: int, max_bytes: int) -> None:
         self.level = level
         self.severity = severity_of(level)
-        self._records: deque[tuple[Record, int]] = deque()
+        self._records: deque[Record] = deque()
+        self._sizes: deque[int] = deque()  # beside the records: no pair allocated per record
         self._bytes = 0
         self._max_records = max_records
         self._max_bytes = max_bytes
@@ -48,30 +48,33 @@ class Capture:
         self.dropped = 0
         self.closed = False
         self.closed_reason: str | None = None
-        self.last_activity = time.monotonic()
+        self.last_activity = time.time_ns()  # the newest record's timestamp, once records come
 
     @property
     def records(self) -> list[Record]:
         with self._lock:
-            return [r for r, _ in self._records]
+            return list(self._records)
 
     @property
     def size(self) -> int:
         """Bytes held, by the records' real size."""
         return self._bytes
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record, size: int | None = None) -> None:
+        """Keep a record (`size`: its `record_size`, when the caller has it already)."""
         if self.closed:
             return
-        size = record_size(record)
+        if size is None:
+            size = record_size(record)
         records = self._records
         with self._lock:
-            self.last_activity = _monotonic()
-            records.append((record, size))
+            self.last_activity = record.time_unix_nano  # no clock call per record
+            records.append(record)
+            self._sizes.append(size)
             self._bytes += size
             while self._bytes > self._max_bytes or len(records) > self._max_records:
-                _, gone = records.popleft()
-                self._bytes -= gone
+                records.popleft()
+                self._bytes -= self._sizes.popleft()
                 self.dropped += 1
 
     def discard(self, reason: str) -> None:
@@ -80,6 +83,7 @@ class Capture:
             self.closed_reason = reason
             self.dropped += len(self._records)
             self._records.clear()
+            self._sizes.clear()
             self._bytes = 0
 
     def render(self) -> str:
@@ -103,7 +107,7 @@ class CaptureRegistry:
         self._on_close = on_close
         self.limits = dict(DEFAULT_LIMITS)
         self._warned_full = False
-        self._next_sweep = 0.0
+        self._next_sweep = 0
 
     def set_limits(self, **limits: float) -> None:
         for name, value in limits.items():
@@ -112,7 +116,7 @@ class CaptureRegistry:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, not {value!r}")
         self.limits.update(limits)
-        self._next_sweep = 0.0
+        self._next_sweep = 0
 
     @property
     def open_count(self) -> int:
@@ -121,7 +125,7 @@ class CaptureRegistry:
     def open(self, level: int) -> Capture:
         cap = Capture(level, int(self.limits["capture_max_records"]), int(self.limits["capture_max_bytes"]))
         with self._lock:
-            self._sweep(time.monotonic())
+            self._sweep(time.time_ns())
             limit = int(self.limits["capture_max_open"])
             if len(self._open) < limit:
                 self._open.add(cap)
@@ -145,12 +149,13 @@ class CaptureRegistry:
                 self._warned_full = False
             self._on_close()  # contexts that still hold it stop asking for its level
 
-    def _sweep(self, now: float) -> None:
+    def _sweep(self, now: int) -> None:
         if now < self._next_sweep:
             return
         ttl = float(self.limits["capture_idle_ttl_s"])
-        self._next_sweep = now + min(ttl / 10, 1.0)
-        for cap in [c for c in self._open if now - c.last_activity > ttl]:
+        self._next_sweep = now + int(min(ttl / 10, 1.0) * 1e9)
+        stale = [c for c in self._open if now - c.last_activity > ttl * 1e9]
+        for cap in stale:
             self._close(cap)
             cap.discard(f"capture discarded after {ttl:g} s without activity")
 
@@ -160,7 +165,7 @@ class CaptureRegistry:
                 self._close(cap)
             self.limits = dict(DEFAULT_LIMITS)
             self._warned_full = False
-            self._next_sweep = 0.0
+            self._next_sweep = 0
 
     def after_fork(self) -> None:
         """A child starts with no captures: the parent's runs are not its own."""

@@ -14,6 +14,7 @@ and what was created only for a capture is not.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,13 +24,15 @@ from otel_session import _sdk
 from otel_session._context import _ATTR, NO_FLOOR, Meaning
 from otel_session._diagnostics import internal
 from otel_session._handler import emitting
-from otel_session._record import snapshot
+from otel_session._record import record_size, snapshot
 from otel_session._sdk import current_context
-from otel_session._severity import _BY_ID, severity_value
+from otel_session._severity import _BY_ID, level_of, severity_value
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE, State
 from otel_session._stdlib import configured_enabled
 
 _EMPTY = Meaning(-1, (), None, ())
+_LEVEL_OF = [level_of(s) for s in range(25)]
+_loggers = logging.Logger.manager.loggerDict
 
 
 class SessionLogProcessor(LogRecordProcessor):
@@ -81,7 +84,10 @@ class SessionLogProcessor(LogRecordProcessor):
                 exported = severity >= export
             elif meaning.floor != NO_FLOOR:  # maybe created only for a capture: export what the app's levels create
                 scope = log_record.instrumentation_scope
-                exported = configured_enabled(scope.name if scope is not None else "", severity)
+                name = scope.name if scope is not None else ""
+                cache = getattr(_loggers.get(name), "_cache", None)  # the stdlib's own answer: no call
+                found = cache.get(_LEVEL_OF[severity]) if cache is not None else None
+                exported = found if found is not None else configured_enabled(name, severity)
             else:
                 exported = True
             captures = meaning.captures
@@ -92,12 +98,13 @@ class SessionLogProcessor(LogRecordProcessor):
             if state.redactor.patterns:
                 state.redactor.record(lr)
             if captures:
-                snap = None
+                snap = size = None
                 for cap in captures:
                     if severity >= cap.severity:
                         if snap is None:
-                            snap = snapshot(log_record)
-                        cap.add(snap)
+                            snap = snapshot(log_record, severity)
+                            size = record_size(snap)
+                        cap.add(snap, size)
             if exported:
                 if self.inner is not None:
                     self.inner.on_emit(log_record)

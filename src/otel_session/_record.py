@@ -126,11 +126,12 @@ def _span_hex(span_id: int) -> str:
     return format(span_id, "016x")
 
 
-def snapshot(record: ReadWriteLogRecord | ReadableLogRecord) -> Record:
-    """A `Record` of an SDK record as it is now."""
+def snapshot(record: ReadWriteLogRecord | ReadableLogRecord, severity: int | None = None) -> Record:
+    """A `Record` of an SDK record as it is now (`severity`: its number, when the caller has it)."""
     lr = record.log_record
     scope = record.instrumentation_scope
-    severity = severity_value(lr.severity_number)
+    if severity is None:
+        severity = severity_value(lr.severity_number)
     body = lr.body
     trace_hex = _trace_hex(lr.trace_id) if lr.trace_id else None
     span_hex = _span_hex(lr.span_id) if lr.span_id else None
