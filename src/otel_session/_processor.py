@@ -24,7 +24,7 @@ from otel_session import _sdk
 from otel_session._context import _ATTR, NO_FLOOR, Meaning
 from otel_session._diagnostics import internal
 from otel_session._handler import emitting
-from otel_session._record import record_size, snapshot
+from otel_session._record import captured
 from otel_session._sdk import current_context
 from otel_session._severity import _BY_ID, level_of, severity_value
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE, State
@@ -98,13 +98,12 @@ class SessionLogProcessor(LogRecordProcessor):
             if state.redactor.patterns:
                 state.redactor.record(lr)
             if captures:
-                snap = size = None
+                entry = None
                 for cap in captures:
                     if severity >= cap.severity:
-                        if snap is None:
-                            snap = snapshot(log_record, severity)
-                            size = record_size(snap)
-                        cap.add(snap, size)
+                        if entry is None:
+                            entry = captured(log_record, severity)
+                        cap.add(*entry)
             if exported:
                 if self.inner is not None:
                     self.inner.on_emit(log_record)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 
@@ -128,29 +129,42 @@ def _span_hex(span_id: int) -> str:
 
 def snapshot(record: ReadWriteLogRecord | ReadableLogRecord, severity: int | None = None) -> Record:
     """A `Record` of an SDK record as it is now (`severity`: its number, when the caller has it)."""
+    if severity is None:
+        severity = severity_value(record.log_record.severity_number)
+    return captured(record, severity)[0]
+
+
+_new_record = tuple.__new__
+
+
+def captured(record: ReadWriteLogRecord | ReadableLogRecord, severity: int) -> tuple[Record, int]:
+    """`snapshot()` and `record_size()` in one pass, for the emit path of an open capture."""
     lr = record.log_record
     scope = record.instrumentation_scope
-    if severity is None:
-        severity = severity_value(lr.severity_number)
     body = lr.body
-    trace_hex = _trace_hex(lr.trace_id) if lr.trace_id else None
-    span_hex = _span_hex(lr.span_id) if lr.span_id else None
-    service, resource = _service(record.resource)
-    return _new_record(Record, (  # NamedTuple's own __new__ is a Python function: skip it
+    if type(body) is not str:
+        body = "" if body is None else str(body)
+    trace_id, span_id = lr.trace_id, lr.span_id
+    attributes = lr.attributes
+    if type(attributes) is BoundedAttributes and type(attributes._dict) is dict:
+        attrs = attributes._dict.copy()
+    else:
+        attrs = attributes_copy(attributes)
+    resource = record.resource
+    last = _last_resource
+    service, shared = (last[1], last[2]) if resource is last[0] else _service(resource)
+    return _new_record(Record, (
         lr.timestamp or lr.observed_timestamp or 0,
         severity,
         lr.severity_text or severity_text(severity),
         scope.name if scope is not None else "",
-        body if type(body) is str else ("" if body is None else str(body)),
-        attributes_copy(lr.attributes),
-        trace_hex,
-        span_hex,
+        body,
+        attrs,
+        _trace_hex(trace_id) if trace_id else None,
+        _span_hex(span_id) if span_id else None,
         service,
-        resource,
-    ))
-
-
-_new_record = tuple.__new__
+        shared,
+    )), RECORD_OVERHEAD + len(body) + attributes_size(attrs)
 
 
 RECORD_OVERHEAD = 200  # the tuple, its timestamp, level, logger and the attributes dict
@@ -164,8 +178,11 @@ def record_size(record: Record) -> int:
     """Bytes a record holds in memory, near enough to bound a buffer: text by its length, nested
     values counted all the way down. The resource is shared by every record of a process, so it is
     not counted here."""
-    attributes = record.attributes
-    size = RECORD_OVERHEAD + ATTRIBUTE_OVERHEAD * len(attributes) + len(record.message)
+    return RECORD_OVERHEAD + len(record.message) + attributes_size(record.attributes)
+
+
+def attributes_size(attributes: Mapping[str, Any]) -> int:
+    size = ATTRIBUTE_OVERHEAD * len(attributes)
     for key, value in attributes.items():
         kind = type(value)
         if kind is str:

@@ -14,6 +14,7 @@ or fails loudly in `tests/test_sdk_internals.py` when the SDK changes shape.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -116,7 +117,8 @@ def watch_attach(on_attach: Callable[[Context], None]) -> bool:
         return False
 
     def attach(ctx: Context) -> Any:
-        on_attach(ctx)
+        with contextlib.suppress(Exception):  # never into the caller's attach
+            on_attach(ctx)
         return original(runtime, ctx)
 
     runtime.attach = attach  # an instance attribute: shadows the method, removable
