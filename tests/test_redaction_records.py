@@ -79,7 +79,7 @@ def test_strings_nested_in_lists_tuples_and_dicts_are_redacted(redactor):
         body={"msg": "upstream said Authorization: Basic dXNlcjpwYXNz",
               "tries": [1, "Token abc123 sk-proj-Abc123def456"]},
         attributes={
-            "args": ["x-api-key: hunter2", 3, "fine"],
+            "args": ["x-api-key: hunter2", "fine"],  # one type: SDK 1.42 drops mixed sequences
             "pair": ("ok", "Authorization: Token abc123"),
             "request": {"headers": {"Authorization": "Basic dXNlcjpwYXNz", "Accept": "json"}, "n": 2},
             "http.request.header.authorization": ["Basic dXNlcjpwYXNz"],
@@ -91,7 +91,7 @@ def test_strings_nested_in_lists_tuples_and_dicts_are_redacted(redactor):
     redactor.record(record)
     attributes = record.attributes
     assert type(attributes) is BoundedAttributes
-    assert attributes["args"] == ("x-api-key: [REDACTED]", 3, "fine")  # the SDK keeps sequences as tuples
+    assert attributes["args"] == ("x-api-key: [REDACTED]", "fine")  # the SDK keeps sequences as tuples
     assert attributes["pair"] == ("ok", "Authorization: [REDACTED]")
     assert attributes["request"] == {"headers": {"Authorization": REDACTED, "Accept": "json"}, "n": 2}
     assert attributes["http.request.header.authorization"] == (REDACTED,)

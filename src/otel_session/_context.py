@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from opentelemetry import baggage
@@ -55,6 +55,7 @@ class KeyMatcher:
     """Which baggage keys become record attributes: exact keys and `prefix.*` patterns."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = tuple(patterns)
         exact, prefixes = set(), []
         for pattern in patterns:
             if not isinstance(pattern, str) or not pattern:
@@ -72,13 +73,13 @@ class KeyMatcher:
         return key in self.exact or key.startswith(self.prefixes)
 
 
-def baggage_level(values: object) -> int | None:
+def baggage_level(values: Mapping[str, object]) -> int | None:
     """The export level a baggage mapping carries, or None (absent or not a level)."""
-    raw = values.get(LOG_LEVEL) if isinstance(values, dict) or hasattr(values, "get") else None  # type: ignore[union-attr]
+    raw = values.get(LOG_LEVEL)
     if raw is None:
         return None
     try:
-        return parse_level(raw)
+        return parse_level(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
 
