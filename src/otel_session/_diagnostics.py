@@ -5,7 +5,8 @@ A failure inside the log pipeline (a processor, an exporter) that went back into
 would recurse on the emit path, and fail again on every export cycle. The SDK logs its own
 failures (an OTLP export that failed, "Failed to detach context") on the `opentelemetry` loggers;
 the bridge drops those records from the export, so without a handler of their own they would be
-lost. Both get a stderr handler that lets a burst through, then counts what it held back.
+lost. Both get a stderr handler that lets a burst of each kind of message through, then counts what it
+held back.
 """
 
 from __future__ import annotations
@@ -22,30 +23,38 @@ WINDOW_S = 60.0
 
 
 class _RateLimit(logging.Filter):
+    """Per kind of message (logger and format string): a burst a window, then counted."""
+
+    MAX_KINDS = 256
+
     def __init__(self, burst: int = BURST, window_s: float = WINDOW_S) -> None:
         super().__init__()
         self.burst, self.window_s = burst, window_s
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._after_fork)  # a few instances a process: no leak
-        self._start = -window_s
-        self._passed = 0
-        self.suppressed = 0
+        self._kinds: dict[tuple[str, str], list[float]] = {}  # kind -> [window start, passed, held back]
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         now = time.monotonic()
+        kind = (record.name, str(record.msg))
         with self._lock:
-            if now - self._start >= self.window_s:
-                held, self.suppressed = self.suppressed, 0
-                self._start, self._passed = now, 0
+            state = self._kinds.get(kind)
+            if state is None:
+                if len(self._kinds) >= self.MAX_KINDS:
+                    self._kinds.clear()
+                state = self._kinds[kind] = [now, 0, 0]
+            elif now - state[0] >= self.window_s:
+                held = int(state[2])
+                state[:] = [now, 0, 0]
                 if held:
-                    record.msg = f"{record.msg} [{held} earlier messages of this kind suppressed]"
-            if self._passed < self.burst:
-                self._passed += 1
+                    record.msg = f"{record.msg} [{held} more like this held back in the last {self.window_s:g} s]"
+            if state[1] < self.burst:
+                state[1] += 1
                 return True
-            self.suppressed += 1
+            state[2] += 1
             return False
 
 
