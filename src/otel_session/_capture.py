@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
 from opentelemetry import context
 
@@ -101,10 +100,9 @@ class Capture:
 class CaptureRegistry:
     """The open captures: bounded in number, swept when idle."""
 
-    def __init__(self, on_close: Callable[[], None]) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: set[Capture] = set()
-        self._on_close = on_close
         self.limits = dict(DEFAULT_LIMITS)
         self._warned_full = False
         self._next_sweep = 0
@@ -147,7 +145,6 @@ class CaptureRegistry:
             self._open.discard(cap)
             if len(self._open) < int(self.limits["capture_max_open"]):
                 self._warned_full = False
-            self._on_close()  # contexts that still hold it stop asking for its level
 
     def _sweep(self, now: int) -> None:
         if now < self._next_sweep:

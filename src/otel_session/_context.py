@@ -4,7 +4,8 @@ Contexts are immutable, and the stdlib bridge hands the processor the same Conte
 every record logged inside one attached scope, so the meaning is cached on the Context itself: it
 lives exactly as long as the Context does (a cache beside it kept finished contexts, and the
 ended spans in them, alive). A generation number invalidates every cached meaning at once when
-what it depends on changes (the baggage keys, a capture closing).
+what it depends on changes (the baggage keys). A capture that closes is skipped where it is still
+held (a task that outlived it), never by recomputing every context.
 """
 
 from __future__ import annotations
@@ -127,9 +128,6 @@ class Asking:
 
     def after_fork(self) -> None:
         self._lock = threading.RLock()
-
-    def __len__(self) -> int:
-        return len(self._refs)
 
 
 def asks(ctx: Context) -> bool:

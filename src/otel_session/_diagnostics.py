@@ -85,6 +85,11 @@ if not internal.handlers:
 SDK_LOGGER = "opentelemetry"
 
 
+def is_sdk_logger(name: str) -> bool:
+    """The SDK's own loggers: their records never go into the export."""
+    return name == SDK_LOGGER or name.startswith("opentelemetry.")
+
+
 def show_sdk_errors() -> None:
     """Give the SDK's loggers a rate-limited stderr handler (once); they still propagate, so an
     app's own console shows them as before."""

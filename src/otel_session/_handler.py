@@ -16,6 +16,8 @@ from typing import Any
 from opentelemetry._logs import NoOpLogger
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
+from otel_session._diagnostics import is_sdk_logger
+
 emitting = threading.local()  # .ours: a record is being emitted through BridgeHandler
 
 
@@ -24,8 +26,7 @@ class DropOtelInternals(logging.Filter):
     diagnostics handler on the `opentelemetry` logger shows them on stderr instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        name = record.name
-        return not (name == "opentelemetry" or name.startswith("opentelemetry."))
+        return not is_sdk_logger(record.name)
 
 
 class BridgeHandler(LoggingHandler):

@@ -14,7 +14,6 @@ and what was created only for a capture is not.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,17 +21,15 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_session import _sdk
 from otel_session._context import _ATTR, NO_FLOOR, Meaning
-from otel_session._diagnostics import internal
+from otel_session._diagnostics import internal, is_sdk_logger
 from otel_session._handler import emitting
 from otel_session._record import captured
 from otel_session._sdk import current_context
-from otel_session._severity import _BY_ID, level_of, severity_value
+from otel_session._severity import _BY_ID, severity_value
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE, State
 from otel_session._stdlib import configured_enabled
 
 _EMPTY = Meaning(-1, (), None, ())
-_LEVEL_OF = [level_of(s) for s in range(25)]
-_loggers = logging.Logger.manager.loggerDict
 
 
 class SessionLogProcessor(LogRecordProcessor):
@@ -84,14 +81,11 @@ class SessionLogProcessor(LogRecordProcessor):
                 exported = severity >= export
             elif meaning.floor != NO_FLOOR:  # maybe created only for a capture: export what the app's levels create
                 scope = log_record.instrumentation_scope
-                name = scope.name if scope is not None else ""
-                cache = getattr(_loggers.get(name), "_cache", None)  # the stdlib's own answer: no call
-                found = cache.get(_LEVEL_OF[severity]) if cache is not None else None
-                exported = found if found is not None else configured_enabled(name, severity)
+                exported = configured_enabled(scope.name if scope is not None else "", severity)
             else:
                 exported = True
             captures = meaning.captures
-            if not exported and not any(severity >= c.severity for c in captures):
+            if not exported and not any(severity >= c.severity and not c.closed for c in captures):
                 return
             if meaning.attrs:
                 _sdk.add_attributes(lr, meaning.attrs, meaning.longest)
@@ -120,7 +114,7 @@ class SessionLogProcessor(LogRecordProcessor):
         lr = log_record.log_record
         scope = log_record.instrumentation_scope
         name = scope.name if scope is not None else ""
-        if name == "opentelemetry" or name.startswith("opentelemetry."):
+        if is_sdk_logger(name):
             return True
         ours = getattr(emitting, "ours", False)
         key = (lr.timestamp, name, lr.severity_number)

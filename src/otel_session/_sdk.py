@@ -18,7 +18,6 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
@@ -129,10 +128,6 @@ def unwatch_attach() -> None:
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     if runtime is not None and "attach" in vars(runtime):
         del runtime.attach
-
-
-def baggage_of(ctx: Context) -> Mapping[str, object]:
-    return baggage.get_all(ctx)
 
 
 def detach(token: Any) -> bool:

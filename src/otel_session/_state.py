@@ -36,7 +36,7 @@ class State:
         # Meanings alive that ask for lower levels: while there are none a disabled stdlib call
         # costs what it costs without us (`asking.armed` is False).
         self.asking = Asking()
-        self.captures = CaptureRegistry(self.invalidate)
+        self.captures = CaptureRegistry()
         self.redactor: Redactor = redactor
         # What configure() built; OTel's providers are set once per process, so reset() keeps these.
         self.telemetry: Telemetry | None = None

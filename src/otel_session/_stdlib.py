@@ -27,6 +27,7 @@ _current = _sdk.current_context
 _asking = STATE.asking
 _root = logging.root
 _logger_dict = logging.Logger.manager.loggerDict
+_LEVEL_OF = [level_of(s) for s in range(25)]  # severity number -> the lowest stdlib level that has it
 
 
 def _inherits(logger: logging.Logger) -> bool:
@@ -69,7 +70,9 @@ def configured_enabled(name: str, severity: int) -> bool:
     found = _root if name == "root" else _logger_dict.get(name)
     if not isinstance(found, logging.Logger):
         return True
-    return _stdlib_is_enabled_for(found, level_of(severity))
+    level = _LEVEL_OF[severity]
+    known = found._cache.get(level)  # type: ignore[attr-defined]  # the stdlib's own answer, when it has one
+    return known if known is not None else _stdlib_is_enabled_for(found, level)
 
 
 def install() -> None:
