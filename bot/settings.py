@@ -1,0 +1,72 @@
+"""Every service's knobs, read once at start from the environment (`Settings.from_env()`).
+
+A bad value stops the service at start with the variable's name, never mid-run. Tests set small
+values (a 2 s lock, a 0.2 s keepalive) so a fault shows within seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    start_timeout_s: float = 3.0  # BOT_START_TIMEOUT_S: one warm `/start` call
+    pending_ttl_s: float = 60.0  # BOT_PENDING_TTL_S: a queued launch's room claim, renewed while queued
+    lock_ttl_s: float = 30.0  # BOT_LOCK_TTL_S: a starting or running launch's room lock, renewed by its bot
+    keepalive_s: float = 5.0  # BOT_KEEPALIVE_S: how often a bot renews its lock
+    max_cold: int = 4  # BOT_MAX_COLD: cold bots at once, across every operator
+    max_session_s: float = 3600.0  # BOT_MAX_SESSION_S: a session ends after this long
+    drain_s: float = 30.0  # BOT_DRAIN_S: how long SIGTERM lets live sessions run on
+    admin_token: str | None = None  # BOT_ADMIN_TOKEN: unset, `/admin` is refused
+    heartbeat_s: float = 1.0  # BOT_HEARTBEAT_S: an operator is alive while it beat within 3 of these
+    max_queue: int = 10_000  # BOT_MAX_QUEUE: beyond this many queued launches `/join` answers 429
+    max_body_bytes: int = 65_536  # BOT_MAX_BODY_BYTES: request bodies beyond get 413
+    max_admin_messages: int = 100  # BOT_MAX_ADMIN_MESSAGES: unread admin messages per launch
+    redis_pool_size: int = 64  # BOT_REDIS_POOL_SIZE: connections per process
+    redis_pool_timeout_s: float = 5.0  # BOT_REDIS_POOL_TIMEOUT_S: wait for a free connection, then 429
+    record_ttl_s: float = 86_400.0  # BOT_RECORD_TTL_S: how long `GET /launches/{id}` remembers a launch
+    dead_letter_ttl_s: float = 7 * 86_400.0  # BOT_DEAD_LETTER_TTL_S
+    dead_letter_max: int = 1_000  # BOT_DEAD_LETTER_MAX: newest kept
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = "BOT_" + f.name.upper()
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            if f.name == "admin_token":
+                values[f.name] = raw
+                continue
+            kind = int if f.type == "int" else float
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}={raw!r} must be a positive number")
+            values[f.name] = value
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.keepalive_s * 2 > self.lock_ttl_s:
+            raise ValueError(f"BOT_KEEPALIVE_S ({self.keepalive_s}) must be at most half of BOT_LOCK_TTL_S "
+                             f"({self.lock_ttl_s}): a bot renews its lock at least twice per TTL")
+
+    @property
+    def fence_after_s(self) -> float:
+        """A bot that has not renewed its lock for this long stops itself, before the lock can expire."""
+        margin = min(self.lock_ttl_s / 2, max(2 * self.keepalive_s, 3.0))
+        return self.lock_ttl_s - margin
+
+    @property
+    def operator_ttl_s(self) -> float:
+        return 3 * self.heartbeat_s
