@@ -351,6 +351,16 @@ class Launches:
             return None
         return value if isinstance(value, dict) else None
 
+    async def status(self, launch_id: str) -> dict[str, Any] | None:
+        """The record, corrected for a bot that died: starting or running without its lock is failed."""
+        rec = await self.record(launch_id)
+        if rec is None or rec.get("status") not in ("starting", "running"):
+            return rec
+        lock = await self.lock(str(rec.get("room")))
+        if lock is None or lock.get("launch_id") != launch_id:
+            return {**rec, "status": "failed", "reason": "its bot stopped renewing the room lock"}
+        return rec
+
     async def lock(self, room: str) -> dict[str, Any] | None:
         raw = await self.redis.get(self.keys.room_active(room))
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 import redis.asyncio as redis
+from redis.exceptions import ConnectionError
 
 import otel_session
+from bot.settings import Settings
 
 BAGGAGE_KEYS = ("session.*", "user.*", "bot.*")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -16,12 +18,22 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
-def redis_client(url: str | None = None) -> redis.Redis:
-    """Short connect timeout: an unreachable Redis is reported at once, not after a minute."""
-    return redis.Redis.from_url(
+def redis_client(settings: Settings | None = None, url: str | None = None) -> redis.Redis:
+    """A sized pool that waits for a free connection (then `PoolExhausted`), never fails at once.
+
+    Short connect timeout: an unreachable Redis is reported at once, not after a minute.
+    """
+    settings = settings or Settings()
+    pool = redis.BlockingConnectionPool.from_url(
         url or redis_url(), decode_responses=True, socket_connect_timeout=2, socket_timeout=10,
-        health_check_interval=15,
+        health_check_interval=15, max_connections=settings.redis_pool_size, timeout=settings.redis_pool_timeout_s,
     )
+    return redis.Redis(connection_pool=pool)
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """Every connection busy for the pool timeout: overload (429), not an unreachable Redis (503)."""
+    return isinstance(exc, ConnectionError) and str(exc) == "No connection available."
 
 
 def setup_telemetry(service_name: str) -> otel_session.Telemetry:

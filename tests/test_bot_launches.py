@@ -71,6 +71,21 @@ def test_only_the_claimed_attempt_may_start_and_giving_up_fences_it():
         assert (await launches.claim(_pending(), "op-a", expected_attempt=2)).outcome == "running"
         assert (await launches.record("L1"))["status"] == "running"
         assert await launches.take("L9", 2, ROOM, "http://other", "warm", "{}") == "lost"
+        await r.delete(keys.room_active(ROOM))  # the bot died: its lock lapsed
+        assert (await launches.status("L1"))["status"] == "failed"
+        assert (await launches.record("L1"))["status"] == "running"
+
+    _run(test)
+
+
+def test_status_of_a_live_launch_is_its_record():
+    async def test(r, keys):
+        launches = _launches(r, keys)
+        await launches.enqueue(_pending(), "job")
+        assert (await launches.status("L1"))["status"] == "queued"
+        await launches.claim(_pending(), "op")
+        assert (await launches.status("L1"))["status"] == "starting"
+        assert await launches.status("nope") is None
 
     _run(test)
 
