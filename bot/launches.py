@@ -223,11 +223,12 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: lock, record, claims. ARGV: launch id, reason, record ttl, pending lock.
+# KEYS: lock, record, claims, admin. ARGV: launch id, reason, record ttl, pending lock.
 _FAIL = _PRELUDE + """
 local lock = getjson(KEYS[1])
 if holds(lock, ARGV[1], nil) and lock.status ~= 'running' then redis.call('DEL', KEYS[1]) end
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[4])
 local rec = getjson(KEYS[2]) or cjson.decode(ARGV[4])
 if not terminal(rec) then save_record(KEYS[2], rec, 'failed', ARGV[2], ARGV[3]) end
 return 1
@@ -265,7 +266,7 @@ end
 return 0
 """
 
-# KEYS: lock, record, leave, claims. ARGV: launch id, leave ttl, record ttl.
+# KEYS: lock, record, leave, claims, admin. ARGV: launch id, leave ttl, record ttl.
 _LEAVE = _PRELUDE + """
 local rec = getjson(KEYS[2])
 if not rec then return 'unknown' end
@@ -274,6 +275,7 @@ local lock = getjson(KEYS[1])
 if rec.status == 'queued' and (not lock or (lock.launch_id == ARGV[1] and lock.status == 'pending')) then
   if lock then redis.call('DEL', KEYS[1]) end
   redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('DEL', KEYS[5])
   save_record(KEYS[2], rec, 'ended', 'left before it started', ARGV[3])
   return 'ended'
 end
@@ -281,19 +283,24 @@ redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
 return 'leaving'
 """
 
-# KEYS: lock, keepalive, record. ARGV: launch id, reason, record ttl.
+# KEYS: lock, keepalive, record, admin. ARGV: launch id, reason, record ttl.
 _FORCE_END = _PRELUDE + """
 local lock = getjson(KEYS[1])
 if holds(lock, ARGV[1], nil) then redis.call('DEL', KEYS[1], KEYS[2]) end
+redis.call('DEL', KEYS[4])
 local rec = getjson(KEYS[3])
 if rec and not terminal(rec) then save_record(KEYS[3], rec, 'ended', ARGV[2], ARGV[3]) end
 return 1
 """
 
 
-def job_sha(raw: str) -> str:
-    """The job's name in `owners`: the same sha1 the scripts compute (`redis.sha1hex`)."""
-    return hashlib.sha1(raw.encode()).hexdigest()  # noqa: S324 - a name, not a secret
+def job_sha(raw: str | bytes) -> str:
+    """The job's name in `owners`: the same sha1 the scripts compute (`redis.sha1hex`).
+
+    Bytes: a job that is not UTF-8 (pushed by hand) can still be adopted and dead-lettered.
+    """
+    data = raw.encode() if isinstance(raw, str) else raw
+    return hashlib.sha1(data).hexdigest()  # a name, not a secret
 
 
 def _ms(seconds: float) -> int:
@@ -376,13 +383,15 @@ class Launches:
             return "unknown"
         k = self.keys
         return str(await self._leave(
-            keys=[k.room_active(str(rec.get("room"))), k.launch(launch_id), k.leave(launch_id), k.claims],
+            keys=[k.room_active(str(rec.get("room"))), k.launch(launch_id), k.leave(launch_id), k.claims,
+                  k.admin_queue(launch_id)],
             args=[launch_id, _ms(2 * self.settings.lock_ttl_s), _ms(self.settings.record_ttl_s)]))
 
     async def force_end(self, launch_id: str, room: str, reason: str) -> None:
         """Free the room of a bot that did not confirm it left: it fences itself at its next keepalive."""
         k = self.keys
-        await self._force_end(keys=[k.room_active(room), k.room_keepalive(room), k.launch(launch_id)],
+        await self._force_end(keys=[k.room_active(room), k.room_keepalive(room), k.launch(launch_id),
+                                    k.admin_queue(launch_id)],
                               args=[launch_id, reason, _ms(self.settings.record_ttl_s)])
 
     # -- the operator -----------------------------------------------------------------------------
@@ -397,7 +406,7 @@ class Launches:
                                    args=[operator_id])
         return None if raw is None else str(raw)
 
-    async def adopt(self, raw: str, operator_id: str) -> bool:
+    async def adopt(self, raw: str | bytes, operator_id: str) -> bool:
         """Take over a job in the processing list, only if its owner is gone (no heartbeat)."""
         return bool(await self._adopt(keys=[self.keys.owners, self.keys.operators],
                                       args=[job_sha(raw), operator_id, _ms(self.settings.operator_ttl_s)]))
@@ -431,12 +440,13 @@ class Launches:
 
     async def fail(self, pending: dict[str, Any], reason: str) -> None:
         k = self.keys
-        await self._fail(keys=[k.room_active(pending["room"]), k.launch(pending["launch_id"]), k.claims],
+        await self._fail(keys=[k.room_active(pending["room"]), k.launch(pending["launch_id"]), k.claims,
+                               k.admin_queue(pending["launch_id"])],
                          args=[pending["launch_id"], reason, _ms(self.settings.record_ttl_s),
                                json.dumps({**pending, "launchId": pending["launch_id"],
                                            "sessionId": pending["session_id"]})])
 
-    async def dead_letter(self, raw: str, entry: dict[str, Any]) -> None:
+    async def dead_letter(self, raw: str | bytes, entry: dict[str, Any]) -> None:
         s = self.settings
         await self._dead(keys=[self.keys.processing, self.keys.owners, self.keys.dead_letter],
                          args=[raw, job_sha(raw), json.dumps(entry), _ms(s.dead_letter_ttl_s), s.dead_letter_max])

@@ -156,7 +156,9 @@ def test_leaving_a_queued_launch_ends_it_and_its_job_is_then_dropped():
     async def test(r, keys):
         launches = _launches(r, keys)
         await launches.enqueue(_pending(), "job")
+        await r.rpush(keys.admin_queue("L1"), "early message")
         assert await launches.leave("L1") == "ended"
+        assert not await r.exists(keys.admin_queue("L1"))
         assert await launches.lock(ROOM) is None
         assert await launches.enqueue(_pending("L2"), "job2") == "queued"  # the room is free
         assert (await launches.claim(_pending(), "op")).outcome == "ended"
@@ -230,5 +232,6 @@ def test_settings_refuse_bad_values_by_name():
         Settings.from_env({"BOT_MAX_COLD": "-1"})
     with pytest.raises(ValueError, match="BOT_KEEPALIVE_S"):
         Settings.from_env({"BOT_KEEPALIVE_S": "20", "BOT_LOCK_TTL_S": "30"})
-    s = Settings.from_env({"BOT_MAX_COLD": "2", "BOT_ADMIN_TOKEN": "t", "BOT_LOCK_TTL_S": "2", "BOT_KEEPALIVE_S": "0.2"})
+    s = Settings.from_env({"BOT_MAX_COLD": "2", "BOT_ADMIN_TOKEN": "t", "BOT_LOCK_TTL_S": "2",
+                           "BOT_KEEPALIVE_S": "0.2"})
     assert (s.max_cold, s.admin_token, s.fence_after_s) == (2, "t", 1.0)
