@@ -1,123 +1,265 @@
-"""The edge: `POST /join` validates a caller's ids, takes the room's lock and queues a launch job.
+"""The edge: `POST /join` validates a caller's ids and queues a launch that holds the room's claim.
 
 Each join is one trace with the gateway's request span as its root; the caller's ids enter baggage
-here and nowhere else (`edge=True`), so baggage a client sent has no effect.
+here and nowhere else (`edge=True`), so baggage a client sent has no effect. Every step on Redis is
+one `Launches` script. Overload (queue full, every pooled connection busy) is 429 with Retry-After;
+503 means Redis does not answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import replace
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from opentelemetry.context import Context
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from bot import locks
+from bot import rooms
+from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
-from bot.models import AdminRequest, JoinRequest, LockValue
-from bot.service import redis_client, setup_telemetry
-from otel_session import inject_payload, session
+from bot.launches import Launches
+from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
+from bot.service import pool_exhausted, redis_client, setup_telemetry
+from bot.settings import Settings
+from otel_session import id_error, inject_payload, session
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-PENDING_TTL_S = 60
-ADMIN_TTL_S = 3600
+RETRY_AFTER_BUSY_S = 1  # every pooled connection was busy: try again soon
+RETRY_AFTER_FULL_S = 5  # the launch queue is at BOT_MAX_QUEUE: operators need a while
+READY_TIMEOUT_S = 1.0
+LEAVE_POLL_S = 0.1
+RENEW_WARN_EVERY_S = 30.0
+LEFT_UNCONFIRMED = "left; the bot did not confirm"
+
+# KEYS: admin queue, launch record. ARGV: message, max messages, ttl ms.
+# One step, so a message can never land in the queue of a launch that release() already cleared.
+_ADMIN_PUSH = """
+local raw = redis.call('GET', KEYS[2])
+if not raw then return 'unknown' end
+local ok, rec = pcall(cjson.decode, raw)
+if ok and type(rec) == 'table' and (rec.status == 'ended' or rec.status == 'failed') then return rec.status end
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 'full' end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 'queued'
+"""
 
 
-def _unavailable(exc: Exception) -> JSONResponse:
-    logger.error("Redis unavailable: %s", exc)
-    return JSONResponse({"detail": "the launch queue (Redis) is unavailable; try again shortly"}, status_code=503)
+def _detail(status: int, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
-def create_app(*, telemetry: bool = True, keys: Keys | None = None) -> FastAPI:
-    """`telemetry=False` leaves `otel_session.configure()` to the caller (tests do)."""
+def redis_failed(exc: BaseException) -> JSONResponse:
+    """429 when the pool had no free connection in time (Redis answers, we are busy), else 503."""
+    if pool_exhausted(exc):
+        logger.warning("Every Redis connection was busy; answering 429")
+        return _detail(429, "the gateway is overloaded; try again shortly", **{"Retry-After": str(RETRY_AFTER_BUSY_S)})
+    logger.error("Redis unavailable: %s", type(exc).__name__)
+    return _detail(503, "the launch queue (Redis) is unavailable; try again shortly")
+
+
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
+    """The backstop for a Redis error a route did not answer itself."""
+    return redis_failed(exc)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _renew_claims(launches: Launches, every_s: float) -> None:
+    """Keeps every queued launch's room claim alive however long the operators are away; never raises."""
+    last_warning = -RENEW_WARN_EVERY_S
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await launches.renew_claims()
+        except Exception as exc:
+            if time.monotonic() - last_warning >= RENEW_WARN_EVERY_S:
+                last_warning = time.monotonic()
+                logger.warning("Could not renew the queued launches' room claims (%s); retrying every %.1f s",
+                               type(exc).__name__, every_s)
+
+
+def create_app(*, settings: Settings | None = None, keys: Keys | None = None, telemetry: bool = True) -> FastAPI:
+    """`settings` default to the environment's, read here, once. `telemetry=False` leaves
+    `otel_session.configure()` to the caller (tests do)."""
+    settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tel = setup_telemetry("bot-gateway") if telemetry else None
-        app.state.redis = redis_client()
-        app.state.keys = keys or Keys.from_env()
+        app.state.redis = redis_client(settings)
+        # /ready has its own connection: an overloaded pool is not an unreachable Redis
+        app.state.probe = redis_client(replace(settings, redis_pool_size=1, redis_pool_timeout_s=READY_TIMEOUT_S))
+        app.state.launches = Launches(app.state.redis, keys or Keys.from_env(), settings)
+        app.state.admin_push = app.state.redis.register_script(_ADMIN_PUSH)
+        renewer = asyncio.create_task(_renew_claims(app.state.launches, settings.pending_ttl_s / 3))
         try:
             yield
         finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             await app.state.redis.aclose()
+            await app.state.probe.aclose()
             if tel is not None:
                 tel.force_flush()
 
     app = FastAPI(title="bot gateway", lifespan=lifespan)
+    install_request_limits(app, settings)
+    app.add_exception_handler(RedisError, _redis_error)
+    app.add_exception_handler(OSError, _redis_error)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
+        """Liveness only: this process serves HTTP. Whether Redis answers is `/ready`'s question."""
         return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        try:
+            await asyncio.wait_for(app.state.probe.ping(), READY_TIMEOUT_S)
+        except (TimeoutError, RedisError, OSError) as exc:
+            return JSONResponse({"status": "unavailable", "detail": f"Redis does not answer ({type(exc).__name__})"},
+                                status_code=503)
+        return JSONResponse({"status": "ready"})
 
     @app.post("/join", status_code=202)
     async def join(req: JoinRequest) -> JSONResponse:
-        r, k = app.state.redis, app.state.keys
+        launches: Launches = app.state.launches
         session_id = req.sessionId or uuid.uuid4().hex
         launch_id = uuid.uuid4().hex
+        where = rooms.display(req.room_url)
         with tracer.start_as_current_span("POST /join", context=Context()) as span, session(
             session_id=session_id, user_id=req.userId, user_name=req.userName, edge=True,
             extra={"bot.launch_id": launch_id},
         ):
             if req.sessionId is None:
                 logger.info("No sessionId sent; generated %s", session_id)
-            lock = LockValue(status="pending", session_id=session_id, launch_id=launch_id)
+            job = Job(room_url=req.room_url, sessionId=session_id, launchId=launch_id, userId=req.userId,
+                      userName=req.userName, personalityId=req.personalityId,
+                      token=req.token.get_secret_value() if req.token else None)
+            payload = inject_payload(job.model_dump(exclude_none=True))
             try:
-                taken = await r.set(k.room_active(req.room_url), lock.dump(), nx=True, ex=PENDING_TTL_S)
+                outcome = await launches.enqueue(job.pending_lock(), json.dumps(payload))
             except (RedisError, OSError) as exc:
-                return _unavailable(exc)
-            if not taken:
-                logger.info("Join refused: room %s already has a pending or running bot", req.room_url)
-                return JSONResponse({"detail": "this room already has a bot"}, status_code=409)
-            job: dict[str, Any] = {
-                "room_url": req.room_url, "sessionId": session_id, "launchId": launch_id,
-                "userId": req.userId, "userName": req.userName, "personalityId": req.personalityId,
-                "token": req.token.get_secret_value() if req.token else None, "created_ts": time.time(),
-            }
-            job = {key: value for key, value in job.items() if value is not None}
-            try:
-                await r.rpush(k.launch_queue, json.dumps(inject_payload(job)))
-            except (RedisError, OSError) as exc:
-                try:
-                    await locks.delete_if_holder(r, k.room_active(req.room_url), launch_id)
-                except (RedisError, OSError):
-                    logger.warning("Could not free the room lock after a failed queue push; it expires in %d s",
-                                   PENDING_TTL_S)
-                return _unavailable(exc)
+                return redis_failed(exc)
+            if outcome == "taken":
+                logger.info("Join refused: room %s already has a launch", where)
+                return _detail(409, "this room already has a bot")
+            if outcome == "full":
+                logger.warning("Join refused: the launch queue holds %d launches", launches.settings.max_queue)
+                return _detail(429, "too many launches are waiting; try again shortly",
+                               **{"Retry-After": str(RETRY_AFTER_FULL_S)})
             trace_id = format(span.get_span_context().trace_id, "032x")
-            logger.info("Launch queued for room %s", req.room_url)
+            logger.info("Launch queued for room %s", where)
         return JSONResponse(
             {"status": "queued", "sessionId": session_id, "launchId": launch_id, "traceId": trace_id},
             status_code=202,
         )
 
+    @app.get("/launches/{launch_id}")
+    async def launch(launch_id: str) -> JSONResponse:
+        record = None if id_error(launch_id) else await app.state.launches.record(launch_id)
+        if record is None:
+            return _detail(404, "no such launch")
+        body = {"launchId": launch_id, "sessionId": record.get("sessionId"), "status": record.get("status")}
+        if record.get("reason"):
+            body["reason"] = record["reason"]
+        return JSONResponse(body)
+
+    async def launch_in_room(room_url: str) -> str | None:
+        lock = await app.state.launches.lock(rooms.room_hash(room_url))
+        return str(lock["launch_id"]) if lock and lock.get("launch_id") else None
+
+    @app.post("/leave")
+    async def leave(req: LeaveRequest) -> JSONResponse:
+        """Ends the launch, warm or cold: at once if it had not started, else its bot is told to leave
+        and, if it does not confirm in time, the room is freed anyway (the bot then fences itself)."""
+        launches: Launches = app.state.launches
+        launch_id = req.launchId or await launch_in_room(str(req.room_url))
+        if launch_id is None:
+            return _detail(404, "no launch holds this room")
+        outcome = await launches.leave(launch_id)
+        if outcome == "unknown":
+            return _detail(404, "no such launch")
+        if outcome == "leaving":
+            outcome = await wait_left(launch_id)
+        # No bot released it (it never started, or did not confirm): clear its admin messages here. The
+        # record is final now, so no message can be pushed after this.
+        await launches.redis.delete(launches.keys.admin_queue(launch_id))
+        return JSONResponse({"launchId": launch_id, "status": outcome})
+
+    async def wait_left(launch_id: str) -> str:
+        launches: Launches = app.state.launches
+        deadline = time.monotonic() + max(settings.leave_wait_s, 3 * settings.keepalive_s)
+        record = await launches.record(launch_id)
+        while record and record.get("status") not in ("ended", "failed") and time.monotonic() < deadline:
+            await asyncio.sleep(LEAVE_POLL_S)
+            record = await launches.record(launch_id)
+        if record is None:
+            return "ended"  # the record expired meanwhile: nothing of the launch is left
+        if record.get("status") in ("ended", "failed"):
+            return str(record["status"])
+        logger.warning("Launch %s did not confirm it left; freeing its room", launch_id)
+        await launches.force_end(launch_id, str(record.get("room")), LEFT_UNCONFIRMED)
+        record = await launches.record(launch_id)
+        return str(record.get("status", "ended")) if record else "ended"
+
     @app.post("/admin", status_code=202)
-    async def admin(req: AdminRequest) -> JSONResponse:
-        r, k = app.state.redis, app.state.keys
-        with tracer.start_as_current_span("POST /admin", context=Context()):
+    async def admin(request: Request) -> JSONResponse:
+        """Authenticated before the body is even parsed; the message text is never logged, only its length."""
+        expected = settings.admin_token
+        if not expected:
+            return _detail(403, "admin messages are disabled: BOT_ADMIN_TOKEN is not set")
+        given = _bearer(request)
+        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+            return JSONResponse({"detail": "a valid admin token is required"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            req = AdminRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
+        launches: Launches = app.state.launches
+        launch_id = req.launchId or await launch_in_room(str(req.room_url))
+        if launch_id is None:
+            return _detail(404, "no launch holds this room")
+        with tracer.start_as_current_span("POST /admin", context=Context()), session(
+            edge=True, extra={"bot.launch_id": launch_id}
+        ):
             message = inject_payload({"type": "admin_message", "message": req.message, "timestamp": time.time()})
-            try:
-                key = k.admin_queue(req.room_url)
-                await r.rpush(key, json.dumps(message))
-                await r.expire(key, ADMIN_TTL_S)
-            except (RedisError, OSError) as exc:
-                return _unavailable(exc)
-            logger.info("Admin message (%d characters) queued for room %s", len(req.message), req.room_url)
-        return JSONResponse({"status": "queued"}, status_code=202)
+            outcome = await app.state.admin_push(
+                keys=[launches.keys.admin_queue(launch_id), launches.keys.launch(launch_id)],
+                args=[json.dumps(message), settings.max_admin_messages, max(1, int(settings.max_session_s * 1000))])
+            if outcome == "unknown":
+                return _detail(404, "no such launch")
+            if outcome in ("ended", "failed"):
+                return _detail(409, f"the launch has {outcome}")
+            if outcome == "full":
+                logger.warning("Admin message refused: %d unread for launch %s", settings.max_admin_messages,
+                               launch_id)
+                return _detail(429, f"{settings.max_admin_messages} admin messages are already waiting",
+                               **{"Retry-After": str(RETRY_AFTER_FULL_S)})
+            logger.info("Admin message (%d characters) queued for launch %s", len(req.message), launch_id)
+        return JSONResponse({"status": "queued", "launchId": launch_id}, status_code=202)
 
     return app
-
-
-app = create_app()
 
 
 def main() -> None:
@@ -129,7 +271,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class Service:
         return int(self.popen.returncode)
 
 
-def _environ(pid: int) -> dict[str, str]:
+def process_env(pid: int) -> dict[str, str]:
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
@@ -207,7 +207,7 @@ class Deployment:
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
-            env = _environ(int(entry.name))
+            env = process_env(int(entry.name))
             if env.get("BOT_KEY_PREFIX") == self.keys.prefix and env.get("BOT_LAUNCH_ID") and _running(int(entry.name)):
                 bots.append({"launchId": env["BOT_LAUNCH_ID"], "pid": int(entry.name)})
         return bots

@@ -1,20 +1,29 @@
-"""The queue worker: takes launch jobs from Redis and starts a bot for each, warm or cold.
+"""The queue worker: takes launch jobs from Redis and starts one bot for each, warm or cold (`bot.dispatch`).
 
-At-least-once: a job moves to a processing list when taken and leaves it only after dispatch, so
-a crashed operator's jobs are dispatched again on restart; the room lock (compare-and-set on the
-launch id) makes sure that never becomes a second bot.
+At-least-once delivery, exactly-once start. A taken job sits in the processing list, owned by this
+operator, until it is done, handed back or dead-lettered; an operator that stops beating loses its
+jobs to the others' recovery, and a live one's are never touched. Any fault of a job dead-letters
+that job; a fault of Redis leaves it owned here, to be retried by the next recovery pass.
+
+    python -m bot.operator                  # serve
+    python -m bot.operator --check          # exit 0 when some operator is alive (1: none, 2: no Redis)
+    python -m bot.operator --dead-letters   # list the dead letters, one JSON line each
+    python -m bot.operator --replay ID      # queue one again
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
+import socket
+import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -22,154 +31,308 @@ from opentelemetry import trace
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from bot import locks
+from bot import dead_letters
+from bot.dispatch import Dispatch, LaunchError, cold_env
 from bot.keys import Keys
 from bot.launcher import Launcher, ProcessLauncher
-from bot.models import Job, LockValue
+from bot.launches import Launches, job_sha
+from bot.models import Job
 from bot.service import redis_client, setup_telemetry
-from otel_session import attach, extract_payload, inject_env, inject_headers
+from bot.settings import Settings
+from otel_session import attach, extract_payload
+
+__all__ = ["Operator", "cold_env", "main", "serve"]
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-RUNNING_TTL_S = 30  # the bot's keepalive refreshes it; a dead bot frees its room after this
-START_TIMEOUT_S = 3.0
-BOT_ENV = ("BOT_SESSION_ID", "BOT_LAUNCH_ID", "BOT_ROOM_URL", "BOT_ROOM_TOKEN")
+POLL_S = 0.05  # an empty queue is asked again after this long
+RECOVER_EVERY = 3  # heartbeats between recovery passes
+REQUEUE_PAUSE_S = (0.1, 1.0)  # after a job went back to the queue (no capacity): first and longest pause
+MAX_BACKOFF_S = 5.0
 
 
-def cold_env(job: Job, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The operator's own configuration, the current trace context, and the job's ids.
+def new_operator_id() -> str:
+    """Unique per process, and says where it runs: host:pid:random."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
-    A missing value is an absent variable, never an empty string (nor a stale one from our env).
-    """
-    env = {k: v for k, v in (os.environ if base is None else base).items() if v and k not in BOT_ENV}
-    inject_env(env)
-    values = {"BOT_SESSION_ID": job.sessionId, "BOT_LAUNCH_ID": job.launchId, "BOT_ROOM_URL": job.room_url,
-              "BOT_ROOM_TOKEN": job.token}
-    env.update({k: v for k, v in values.items() if v})
-    return env
+
+def _reason(exc: BaseException) -> str:
+    """What a dead letter and a log may say about a failure: never the input (a token may be in it)."""
+    if isinstance(exc, LaunchError):
+        return exc.reason
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'job'}: {e['msg']}"
+                             for e in exc.errors(include_url=False, include_input=False, include_context=False))
+        return f"invalid job: {problems}"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
 class Operator:
-    def __init__(self, redis: Any, keys: Keys, launcher: Launcher, http: httpx.AsyncClient) -> None:
-        self.redis, self.keys, self.launcher, self.http = redis, keys, launcher, http
+    """Takes up to `settings.max_jobs` jobs at once, beats, recovers the jobs of operators that stopped."""
+
+    def __init__(self, launches: Launches, launcher: Launcher, http: httpx.AsyncClient,
+                 operator_id: str | None = None) -> None:
+        self.launches, self.launcher, self.http = launches, launcher, http
+        self.settings = launches.settings
+        self.id = operator_id or new_operator_id()
+        self.inflight: dict[str, asyncio.Task[None]] = {}  # raw job -> its task
+        self.dispatches: dict[str, Dispatch] = {}
+        self.cold: dict[str, int] = {}  # launch id -> pid of its newest cold bot
+        self._pause_until = 0.0
+        self._pause_s = REQUEUE_PAUSE_S[0]
+        self._recovery: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._abort = asyncio.Event()  # the drain bound passed: in-flight dispatches hand their jobs back
+
+    # -- the loops ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop`: survive Redis going away (backoff, reconnect), and recover after each reconnect."""
-        backoff, recovered = 0.1, False
+        """Until `stop`: beat, take jobs, recover; then let in-flight jobs finish (`BOT_DRAIN_S`) or hand them back."""
+        self._stop = stop
+        if not await self._first_beat(stop):
+            return
+        beat = asyncio.create_task(self._beat(stop))
+        try:
+            await self._take(stop)
+        finally:
+            if self._recovery is not None:
+                self._recovery.cancel()
+            await self._drain()
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            with contextlib.suppress(RedisError, OSError):
+                await self.launches.redis.zrem(self.launches.keys.operators, self.id)  # at once adoptable
+
+    async def _first_beat(self, stop: asyncio.Event) -> bool:
+        """Beat before taking any job: a job of an operator that never beat is anyone's to adopt."""
+        backoff = 0.1
         while not stop.is_set():
             try:
-                if not recovered:
-                    await self.recover()
-                    recovered = True
-                raw = await self.redis.blmove(self.keys.launch_queue, self.keys.processing, 1, "LEFT", "RIGHT")
-                backoff = 0.1
-                self.launcher.reap()
-                if raw is not None:
-                    await self.handle(raw)
-            except (RedisError, OSError) as exc:
-                recovered = False
-                logger.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def recover(self) -> None:
-        left = await self.redis.lrange(self.keys.processing, 0, -1)
-        if left:
-            logger.warning("Re-dispatching %d jobs a previous operator left unfinished", len(left))
-        for raw in left:
-            await self.handle(raw)
-
-    async def handle(self, raw: str) -> None:
-        try:
-            data = json.loads(raw)
-            if not isinstance(data, dict) or not isinstance(data.get("otel"), dict):
-                raise ValueError("a job is a JSON object with an 'otel' trace-context object")
-            job = Job.model_validate(data)
-        except (ValueError, ValidationError) as exc:
-            await self.dead_letter(raw, exc)
-            return
-        with attach(extract_payload(data)), tracer.start_as_current_span("operator.dispatch"):
-            try:
-                await self.dispatch(job)
-            except (RedisError, ConnectionError):
-                raise  # Redis itself: the run loop backs off, and the job stays to be dispatched again
-            except Exception as exc:  # a launch that failed: retrying the same job would fail the same way
-                logger.exception("Launch %s failed; freeing room %s", job.launchId, job.room_url)
-                await locks.delete_if_holder(self.redis, self.keys.room_active(job.room_url), job.launchId)
-                await self.dead_letter(raw, exc)
-                return
-        await self.redis.lrem(self.keys.processing, 1, raw)
-
-    async def dead_letter(self, raw: str, exc: Exception) -> None:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        logger.error("Malformed launch job moved to the dead-letter list: %s (job starts %r)", reason, raw[:80])
-        entry = json.dumps({"job": raw, "error": str(exc), "timestamp": time.time()})
-        async with self.redis.pipeline(transaction=True) as pipe:  # same hash tag: one slot
-            pipe.rpush(self.keys.dead_letter, entry)
-            pipe.lrem(self.keys.processing, 1, raw)
-            await pipe.execute()
-
-    async def dispatch(self, job: Job) -> None:
-        key = self.keys.room_active(job.room_url)
-        held = await self.redis.get(key)
-        try:
-            lock = LockValue.model_validate_json(held) if held else None
-        except ValidationError:
-            lock = None
-        if lock is None or lock.launch_id != job.launchId:
-            logger.warning("Job rejected: room %s is not locked for launch %s (stale or duplicate job)",
-                           job.room_url, job.launchId)
-            return
-        if lock.status == "running":
-            logger.info("Launch %s is already running (job delivered again); not starting a second bot",
-                        job.launchId)
-            return
-        if await self.dispatch_warm(job, key):
-            return
-        pid = self.launcher.launch(job.launchId, cold_env(job))
-        running = LockValue(status="running", type="cold", session_id=job.sessionId, launch_id=job.launchId, pid=pid)
-        if await locks.set_if_holder(self.redis, key, job.launchId, running.dump(), RUNNING_TTL_S):
-            logger.info("Cold bot started for room %s (pid %d)", job.room_url, pid)
-        else:
-            logger.warning("Room %s lock lost while starting cold bot pid %d; it will stop itself", job.room_url, pid)
-
-    async def dispatch_warm(self, job: Job, key: str) -> bool:
-        body = job.model_dump(exclude={"otel"}, exclude_none=True)
-        while (url := await self.redis.rpop(self.keys.standby_pool)) is not None:
-            try:
-                reply = await self.http.post(f"{url}/start", json=body, headers=inject_headers({}),
-                                             timeout=START_TIMEOUT_S)
-            except httpx.HTTPError as exc:
-                logger.warning("Warm runner %s failed (%s: %s); dropped from the pool", url, type(exc).__name__, exc)
-                continue
-            if not reply.is_success:
-                logger.warning("Warm runner %s answered /start with %d; dropped from the pool", url, reply.status_code)
-                continue
-            running = LockValue(status="running", type="warm", session_id=job.sessionId, launch_id=job.launchId,
-                                runner_url=url)
-            if await locks.set_if_holder(self.redis, key, job.launchId, running.dump(), RUNNING_TTL_S):
-                logger.info("Warm runner %s started the bot for room %s", url, job.room_url)
-            else:
-                logger.warning("Room %s lock lost while starting on %s; asking it to leave", job.room_url, url)
-                with contextlib.suppress(httpx.HTTPError):
-                    await self.http.post(f"{url}/sessions/{job.launchId}/leave", timeout=START_TIMEOUT_S)
-            return True
-        logger.info("Standby pool empty; starting a cold bot")
+                await self.launches.heartbeat(self.id)
+                return True
+            except RedisError as exc:
+                logger.warning("Redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
+                await self._sleep(stop, backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
         return False
 
+    async def _beat(self, stop: asyncio.Event) -> None:
+        """Heartbeat, keep queued launches' room claims, collect ended cold bots, and now and then recover."""
+        beats, failing = 0, False
+        while not stop.is_set():
+            try:
+                await self.launches.heartbeat(self.id)
+                await self.launches.renew_claims()
+                await self._reap()
+                if failing:
+                    logger.info("Redis reachable again")
+                    failing = False
+                if beats % RECOVER_EVERY == 0:
+                    self.recover_soon()
+            except RedisError as exc:
+                if not failing:
+                    logger.warning("Heartbeat failed: Redis unavailable (%s)", type(exc).__name__)
+                failing = True
+            beats += 1
+            await self._sleep(stop, self.settings.heartbeat_s)
 
-async def serve(stop: asyncio.Event | None = None) -> None:
+    async def _take(self, stop: asyncio.Event) -> None:
+        backoff = 0.1
+        while not stop.is_set():
+            if len(self.inflight) >= self.settings.max_jobs:
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait([*self.inflight.values(), stopping], return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                continue
+            if (wait := self._pause_until - time.monotonic()) > 0:
+                await self._sleep(stop, wait)
+                continue
+            try:
+                raw = await self.launches.take_job(self.id)
+                backoff = 0.1
+            except UnicodeDecodeError:
+                logger.warning("Took a launch job that is not UTF-8 text; the recovery pass dead-letters it")
+                self.recover_soon()
+                continue
+            except RedisError as exc:
+                logger.warning("Redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
+                await self._sleep(stop, backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            if raw is None:
+                await self._sleep(stop, POLL_S)
+            else:
+                self._spawn(raw)
+
+    @staticmethod
+    async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    def _spawn(self, raw: str) -> None:
+        task = asyncio.create_task(self._job(raw))
+        self.inflight[raw] = task
+        task.add_done_callback(lambda _: self.inflight.pop(raw, None))
+
+    async def _drain(self) -> None:
+        tasks = list(self.inflight.values())
+        if not tasks:
+            return
+        logger.info("Operator stopping: waiting up to %.1f s for %d launches in flight", self.settings.drain_s,
+                    len(tasks))
+        _, late = await asyncio.wait(tasks, timeout=self.settings.drain_s)
+        self._abort.set()
+        deadline = time.monotonic() + max(5.0, self.settings.start_timeout_s)
+        while late and time.monotonic() < deadline:
+            for raw, task in list(self.inflight.items()):
+                dispatch = self.dispatches.get(raw)
+                if task in late and not (dispatch and dispatch.handing_back):
+                    task.cancel()  # it hands its job back (`Dispatch.hand_back`); again if the cancel was lost
+            _, late = await asyncio.wait(late, timeout=0.2)
+
+    async def _reap(self) -> None:
+        """Free the cold slot of a cold bot that ended (a running one frees it itself; a fenced one cannot)."""
+        for launch_id, pid in self.launcher.reap():
+            if self.cold.get(launch_id) == pid:
+                del self.cold[launch_id]
+                await self.launches.free_cold_slot(launch_id)
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def recover_soon(self) -> None:
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(self._recover_safely())
+
+    async def _recover_safely(self) -> None:
+        try:
+            await self.recover()
+        except RedisError as exc:
+            logger.warning("Recovery pass skipped: Redis unavailable (%s)", type(exc).__name__)
+        except Exception:
+            logger.exception("Recovery pass failed")
+
+    async def recover(self) -> None:
+        """Handle every job in the processing list that is ours to handle and not in flight here: one whose
+        operator stopped beating (or that has none), or one of ours that Redis failed in the middle of."""
+        launches = self.launches
+        items = await launches.redis.execute_command("LRANGE", launches.keys.processing, 0, -1, NEVER_DECODE=True)
+        for item in items or []:
+            if self._stop.is_set() or len(self.inflight) >= self.settings.max_jobs:
+                return  # the rest at the next pass
+            raw: str | None
+            try:
+                raw = bytes(item).decode()
+            except UnicodeDecodeError:
+                raw = None
+            if raw is not None and raw in self.inflight:
+                continue
+            job = raw if raw is not None else bytes(item)
+            if not await launches.adopt(job, self.id):
+                continue  # a live operator's
+            if await launches.redis.lpos(launches.keys.processing, job) is None:
+                await launches.redis.hdel(launches.keys.owners, job_sha(job))  # it finished meanwhile
+                continue
+            if raw is None:
+                reason = "the job is not UTF-8 text"
+                logger.error("Launch job dead-lettered: %s", reason)
+                await launches.dead_letter(bytes(item), dead_letters.entry(bytes(item), reason))
+            elif raw not in self.inflight:
+                logger.warning("Recovering a launch job from the processing list (its operator stopped, or Redis "
+                               "failed while it was dispatched)")
+                self._spawn(raw)
+
+    # -- one job ------------------------------------------------------------------------------
+
+    async def _job(self, raw: str) -> None:
+        try:
+            await self.handle(raw)
+        except RedisError as exc:
+            logger.warning("Redis failed while a launch was dispatched (%s); the job stays in the processing list "
+                           "and the next recovery pass retries it", type(exc).__name__)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Unexpected failure handling a launch job; it stays in the processing list")
+
+    async def handle(self, raw: str) -> None:
+        """Dispatch one job. Any fault of the job dead-letters it; a `RedisError` propagates (retried later)."""
+        limit = 2 * self.settings.max_body_bytes
+        if len(raw) > limit:
+            await self._dead_letter(raw, f"the job is {len(raw)} characters long; at most {limit} are allowed")
+            return
+        try:
+            data = json.loads(raw)
+        except Exception as exc:  # RecursionError too: `"[" * 100000`
+            await self._dead_letter(raw, f"not JSON ({_reason(exc)})")
+            return
+        if not isinstance(data, dict):
+            await self._dead_letter(raw, f"a job is a JSON object, not {type(data).__name__}")
+            return
+        ids = {"launch_id": data.get("launchId"), "session_id": data.get("sessionId")}
+        with attach(extract_payload(data)), tracer.start_as_current_span("operator.dispatch"):
+            try:
+                if not isinstance(data.get("otel"), dict):
+                    raise ValueError("a job carries an 'otel' trace-context object")
+                job = Job.model_validate(data)
+            except Exception as exc:  # whatever is wrong with it, it is this job's fault
+                await self._dead_letter(raw, _reason(exc), **ids)
+                return
+            await self._dispatch(raw, job, ids)
+
+    async def _dispatch(self, raw: str, job: Job, ids: dict[str, Any]) -> None:
+        dispatch = Dispatch(raw, job, launches=self.launches, launcher=self.launcher, http=self.http,
+                            operator_id=self.id, cold=self.cold, abort=self._abort)
+        self.dispatches[raw] = dispatch
+        try:
+            outcome = await dispatch.run()
+        except RedisError:
+            raise
+        except asyncio.CancelledError:
+            await dispatch.hand_back()
+            raise
+        except Exception as exc:  # a launch that cannot start: retrying would fail the same way
+            reason = _reason(exc)
+            if not isinstance(exc, LaunchError):
+                logger.exception("Launch %s failed; freeing its room", job.launchId)
+            await dispatch.abandon()
+            await self.launches.fail(dispatch.pending, reason)
+            await self._dead_letter(raw, reason, **ids)
+            return
+        finally:
+            self.dispatches.pop(raw, None)
+        if outcome in ("started", "done"):
+            await self.launches.done(raw)
+        if outcome == "requeued":
+            self._pause_until = time.monotonic() + self._pause_s
+            self._pause_s = min(self._pause_s * 2, REQUEUE_PAUSE_S[1])
+        else:
+            self._pause_s = REQUEUE_PAUSE_S[0]
+
+    async def _dead_letter(self, raw: str, reason: str, launch_id: Any = None, session_id: Any = None) -> None:
+        entry = dead_letters.entry(raw, reason, launch_id, session_id)
+        logger.error("Launch job dead-lettered as %s: %s", entry["id"], reason)
+        await self.launches.dead_letter(raw, entry)
+
+
+# -- the process --------------------------------------------------------------------------------
+
+
+async def serve(stop: asyncio.Event | None = None, settings: Settings | None = None) -> None:
+    settings = settings or Settings.from_env()
     telemetry = setup_telemetry("bot-operator")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    redis = redis_client()
-    async with httpx.AsyncClient() as http:
-        operator = Operator(redis, Keys.from_env(), ProcessLauncher(), http)
-        logger.info("Operator started")
+    redis = redis_client(settings)
+    launches = Launches(redis, Keys.from_env(), settings)
+    limits = httpx.Limits(max_connections=4 * settings.max_jobs, max_keepalive_connections=settings.max_jobs)
+    async with httpx.AsyncClient(limits=limits) as http:
+        operator = Operator(launches, ProcessLauncher(), http)
+        logger.info("Operator started as %s (up to %d launches at once)", operator.id, settings.max_jobs)
         try:
             await operator.run(stop)
         finally:
@@ -178,8 +341,42 @@ async def serve(stop: asyncio.Event | None = None) -> None:
             telemetry.force_flush()
 
 
-def main() -> None:
-    asyncio.run(serve())
+async def _command(args: argparse.Namespace, settings: Settings) -> int:
+    redis = redis_client(settings)
+    launches = Launches(redis, Keys.from_env(), settings)
+    try:
+        if args.check:
+            alive = await launches.heartbeat()
+            if alive:
+                print(f"ok: {alive} operator{'s' if alive != 1 else ''} alive")
+                return 0
+            print(f"no operator is alive (none beat within {settings.operator_ttl_s:.1f} s)", file=sys.stderr)
+            return 1
+        if args.dead_letters:
+            return await dead_letters.print_entries(launches)
+        return await dead_letters.replay(launches, args.replay)
+    except RedisError as exc:
+        print(f"Redis unreachable: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bot.operator", description=__doc__.splitlines()[0])
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--check", action="store_true", help="exit 0 when at least one operator is alive")
+    what.add_argument("--dead-letters", action="store_true", help="list the dead letters, one JSON line each")
+    what.add_argument("--replay", metavar="ID", help="queue the dead letter ID again (its token is gone)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"bad configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if args.check or args.dead_letters or args.replay is not None:
+        sys.exit(asyncio.run(_command(args, settings)))
+    asyncio.run(serve(settings=settings))
 
 
 if __name__ == "__main__":

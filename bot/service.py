@@ -51,3 +51,14 @@ def console_logging() -> None:
     handler.setLevel(os.environ.get("BOT_CONSOLE_LEVEL", "INFO").upper())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+
+
+def loguru_console() -> None:
+    """Loguru (Pipecat's logger) on stderr at `BOT_CONSOLE_LEVEL`; its records reach OTel through the bridge."""
+    import sys
+
+    from loguru import logger as loguru_logger
+
+    loguru_logger.remove()  # Pipecat's default handler prints every DEBUG line
+    loguru_logger.add(sys.stderr, level=os.environ.get("BOT_CONSOLE_LEVEL", "INFO").upper())
+    otel_session.install_loguru_bridge()

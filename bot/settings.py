@@ -31,6 +31,9 @@ class Settings:
     record_ttl_s: float = 86_400.0  # BOT_RECORD_TTL_S: how long `GET /launches/{id}` remembers a launch
     dead_letter_ttl_s: float = 7 * 86_400.0  # BOT_DEAD_LETTER_TTL_S
     dead_letter_max: int = 1_000  # BOT_DEAD_LETTER_MAX: newest kept
+    max_jobs: int = 8  # BOT_MAX_JOBS: launches one operator dispatches at once (a slow cold boot stalls none)
+    cold_start_timeout_s: float = 30.0  # BOT_COLD_START_TIMEOUT_S: a cold bot must take its launch within this
+    leave_wait_s: float = 5.0  # BOT_LEAVE_WAIT_S: `/leave` waits this long (at least 3 keepalives) for the bot
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -33,8 +33,10 @@ class Platform(Deployment):
     def logs(self) -> Path:
         return self.otel_dir
 
-    def start_runner(self, slots: int = 1, level: str = "DEBUG", **env: str) -> Service:
-        return super().start_runner(slots, **{"GLOBAL_LOG_LEVEL": level, **env})
+    def start_runner(self, slots: int = 1, level: str = "DEBUG", **env: str) -> str:  # type: ignore[override]
+        """The runner's URL (its Service is `services[-1]`)."""
+        super().start_runner(slots, **{"GLOBAL_LOG_LEVEL": level, **env})
+        return self.runner_urls[-1]
 
     def start_operator(self, **env: str) -> Service:
         return super().start_operator(**{"GLOBAL_LOG_LEVEL": "DEBUG", "BOT_CONSOLE_LEVEL": "INFO", **env})

@@ -1,10 +1,12 @@
-"""Single-service behaviour: validation, the runner's HTTP API, admin messages, Redis going away."""
+"""Single-service behaviour: the runner's HTTP API, admin messages, Redis going away.
+
+The gateway's validation, limits and endpoints on their own: tests/test_bot_gateway.py.
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import httpx
 import pytest
@@ -15,70 +17,39 @@ from tests.support import free_port, wait_for
 ROOM = "https://rooms.example.test/api"
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({}, "room_url"),
-        ({"room_url": "ftp://files.example.test/x"}, "room_url"),
-        ({"room_url": "not a url"}, "room_url"),
-        ({"room_url": ROOM, "sessionId": "bad id!"}, "sessionId"),
-        ({"room_url": ROOM, "userId": "x" * 200}, "userId"),
-        ({"room_url": ROOM, "userName": "line\nbreak"}, "userName"),
-    ],
-)
-def test_invalid_joins_get_422_naming_the_field(platform, body, field):
-    platform.start_gateway()
-    reply = platform.join(**body)
-    assert reply.status_code == 422
-    assert any(field in error["loc"] for error in reply.json()["detail"])
-    assert platform.lock(ROOM) is None
+# The runner's own API (`/start` fencing, 409 for a running launch, 422 without echo, local leave,
+# keepalive, drain, the cold job) is tested in tests/test_bot_runner.py.
 
 
-def test_a_body_that_is_not_json_gets_422(platform):
-    url = platform.start_gateway()
-    reply = httpx.post(f"{url}/join", content=b"{not json", headers={"content-type": "application/json"})
-    assert reply.status_code == 422
+def test_admin_messages_are_logged_in_the_bots_session(tmp_path):
+    """The gateway queues an admin message for the launch in the room; its bot logs it in the caller's session."""
+    platform = Platform(tmp_path, BOT_ADMIN_TOKEN="admin-token")
+    auth = {"authorization": "Bearer admin-token"}
+    try:
+        platform.start_runner()
+        platform.start_operator()
+        platform.start_gateway()
+        gateway = platform.gateway_url
+        launch = platform.join(room_url=ROOM, sessionId="sess-admin", userId="u-a").json()["launchId"]
+        platform.wait_running(ROOM)
+        reply = httpx.post(f"{gateway}/admin", json={"room_url": ROOM, "message": "please wrap up"}, headers=auth)
+        assert reply.status_code == 202 and reply.json()["launchId"] == launch
+        assert httpx.post(f"{gateway}/admin", json={"room_url": ROOM}, headers=auth).status_code == 422
+        platform.redis.rpush(platform.keys.admin_queue(launch), "garbage")
 
+        def heard():
+            return [r for r in platform.records() if r["message"] == "Admin message received: please wrap up"]
 
-def test_runner_start_generates_a_missing_session_id_refuses_a_running_launch_and_leaves(platform):
-    runner = platform.start_runner()
-    platform.redis.set(platform.key(f"room_active:{ROOM}"), '{"status":"pending","session_id":"x","launch_id":"L-1"}')
-    first = httpx.post(f"{runner}/start", json={"room_url": ROOM, "launchId": "L-1"}, timeout=10)
-    assert first.status_code == 200
-    generated = first.json()["sessionId"]
-    assert len(generated) == 32 and first.json()["launchId"] == "L-1" and first.json()["pid"] > 0
-    again = httpx.post(f"{runner}/start", json={"room_url": ROOM, "launchId": "L-1", "sessionId": "s"}, timeout=10)
-    assert again.status_code == 409
-    bad = httpx.post(f"{runner}/start", json={"room_url": ROOM, "sessionId": "no spaces!"}, timeout=10)
-    assert bad.status_code == 422
-    assert httpx.post(f"{runner}/sessions/nope/leave", timeout=10).status_code == 404
-    started = time.monotonic()
-    left = httpx.post(f"{runner}/sessions/L-1/leave", timeout=10).json()
-    assert left["status"] == "terminated" and time.monotonic() - started < 5
-    assert httpx.post(f"{runner}/sessions/L-1/leave", timeout=10).json()["status"] == "already-finished"
-    platform.stop_all()
-    warnings = [r for r in platform.records() if "without a session id" in (r["message"] or "")]
-    assert len(warnings) == 1 and generated in warnings[0]["message"]
-
-
-def test_admin_messages_are_logged_in_the_bots_session(platform):
-    runner = platform.start_runner()
-    platform.start_operator()
-    gateway = platform.start_gateway()
-    launch = platform.join(room_url=ROOM, sessionId="sess-admin", userId="u-a").json()["launchId"]
-    platform.wait_running(ROOM)
-    assert httpx.post(f"{gateway}/admin", json={"room_url": ROOM, "message": "please wrap up"}).status_code == 202
-    assert httpx.post(f"{gateway}/admin", json={"room_url": ROOM}).status_code == 422
-    platform.redis.rpush(platform.key(f"admin:queue:{ROOM}"), "garbage")
-
-    def heard():
-        return [r for r in platform.records() if r["message"] == "Admin message received: please wrap up"]
-
-    (record,) = wait_for(heard, what="admin message logged")
-    assert record["service"] == "bot-runner" and record["attrs"]["session.id"] == "sess-admin"
-    assert record["attrs"]["bot.launch_id"] == launch
-    assert wait_for(lambda: [r for r in platform.records() if "Malformed admin message" in (r["message"] or "")])
-    httpx.post(f"{runner}/sessions/{launch}/leave", timeout=10)
+        (record,) = wait_for(heard, what="admin message logged")
+        assert record["service"] == "bot-runner" and record["attrs"]["session.id"] == "sess-admin"
+        assert record["attrs"]["bot.launch_id"] == launch
+        assert wait_for(lambda: [r for r in platform.records() if "Malformed admin message" in (r["message"] or "")])
+        left = httpx.post(f"{gateway}/leave", json={"launchId": launch}, timeout=30).json()
+        assert left == {"launchId": launch, "status": "ended"}
+        assert platform.record(launch)["reason"] != "left; the bot did not confirm"  # the bot itself left
+        assert not platform.redis.exists(platform.keys.admin_queue(launch))  # cleared with the session
+    finally:
+        platform.cleanup()
 
 
 @pytest.fixture
@@ -118,9 +89,12 @@ def test_redis_going_away_gives_503_and_loses_no_queued_job(tmp_path, own_redis)
         operator = platform.start_operator()  # starts while Redis is down: waits, does not crash
         refused = platform.join(room_url=f"{ROOM}-2", sessionId="sess-during-outage")
         assert refused.status_code == 503 and "unavailable" in refused.json()["detail"]
+        assert httpx.get(f"{platform.gateway_url}/ready", timeout=5).status_code == 503
+        assert httpx.get(f"{platform.gateway_url}/health", timeout=5).json() == {"status": "ok"}
         wait_for(lambda: "Redis unavailable" in platform.text_of(operator), what="operator backing off")
         assert operator.popen.poll() is None
         start()
+        wait_for(lambda: httpx.get(f"{platform.gateway_url}/ready", timeout=5).status_code == 200, what="ready")
         lock = platform.wait_running(ROOM, timeout=30)  # the job queued before the outage
         assert lock["launch_id"] == queued.json()["launchId"]
         assert [s["launchId"] for s in platform.sessions(runner)] == [queued.json()["launchId"]]

@@ -4,6 +4,7 @@ import re
 import time
 
 from opentelemetry import context, trace
+from opentelemetry.sdk._logs import LogRecordProcessor
 
 from otel_session import capture, session
 from otel_session._state import STATE
@@ -159,3 +160,85 @@ def test_idle_captures_are_discarded_after_the_ttl(otel_logs):
 def test_no_capture_means_no_buffering(otel_logs):
     log.info("nobody is capturing")
     assert registry.open_count == 0
+
+
+# --- what a capture keeps: the record as it was when it was emitted, at its real size ---------------
+
+
+class _Mutate(LogRecordProcessor):
+    """A processor behind ours that changes the live record (a host's enricher, say)."""
+
+    def __init__(self, inner: LogRecordProcessor) -> None:
+        self.inner = inner
+
+    def on_emit(self, log_record):  # type: ignore[override]
+        lr = log_record.log_record
+        lr.attributes["session.id"] = "rewritten"  # type: ignore[index]
+        lr.attributes["late"] = "added after us"  # type: ignore[index]
+        lr.body = "rewritten body"
+        lr.severity_text = "LATE"
+        self.inner.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _mutating_pipeline():
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+    from otel_session._processor import SessionLogProcessor
+    from tests.wire import SerialisingExporter
+
+    exporter = SerialisingExporter()
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SessionLogProcessor(_Mutate(SimpleLogRecordProcessor(exporter))))
+    return provider.get_logger("tests.capture.mutated"), exporter
+
+
+def test_a_capture_keeps_the_record_as_emitted_whatever_a_later_processor_changes(otel_logs):
+    from opentelemetry._logs import LogRecord, SeverityNumber
+
+    from tests.wire import attributes
+
+    logger, exporter = _mutating_pipeline()
+    with session(session_id="s-1", user_id="u-1"), capture() as cap:
+        logger.emit(LogRecord(body="only ours", severity_number=SeverityNumber.INFO, context=context.get_current()))
+        logger.emit(LogRecord(body="with the caller's", severity_number=SeverityNumber.INFO,
+                              attributes={"job": 7, "tags": ["a", "b"]}, context=context.get_current()))
+    first, second = cap.records
+    assert (first.message, first.level, dict(first.attributes)) == (
+        "only ours", "INFO", {"session.id": "s-1", "user.id": "u-1"})
+    assert (second.message, dict(second.attributes)) == (
+        "with the caller's", {"job": 7, "tags": ("a", "b"), "session.id": "s-1", "user.id": "u-1"})
+    wire = [(record.body.string_value, attributes(record)) for _, record, _ in exporter.decoded()]
+    assert wire[0] == ("rewritten body", {"session.id": "rewritten", "user.id": "u-1", "late": "added after us"})
+
+
+def test_records_sharing_the_sessions_attributes_each_get_their_own_copy(otel_logs):
+    with session(session_id="s-2"), capture() as cap:
+        log.info("one")
+        log.info("two")
+    one, two = cap.records
+    assert type(one.attributes) is dict and one.attributes == two.attributes == {"session.id": "s-2"}
+    assert one.attributes is not two.attributes
+    assert cap.records == [one, two] and cap.records[0] is one  # read once, then the same Records
+
+
+def test_a_captures_bytes_are_the_real_size_of_what_it_holds(otel_logs):
+    from otel_session import add_redaction
+    from otel_session._record import record_size
+
+    with session(session_id="s-3", user_id="u-3", user_name="Ada"), capture() as cap:
+        log.info("session attributes only")
+        log.info("and the caller's", extra={"rows": ["x" * 100] * 10, "n": 3})
+        log.info("the caller's session id wins", extra={"session.id": "caller"})
+    add_redaction("secret-[0-9]+")
+    with session(session_id="secret-42"), capture() as redacted:
+        log.info("redacted attributes")
+    for kept in (cap, redacted):
+        assert kept.size == sum(record_size(r) for r in kept.records) > 0
+    assert redacted.records[0].attributes["session.id"] != "secret-42"
