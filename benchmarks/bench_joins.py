@@ -21,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.harness import Deployment  # noqa: E402
+from bot.harness import Deployment
 
 POLL_S = 0.02
 

@@ -89,7 +89,8 @@ def run(redis_url: str, log_dir: Path) -> int:
             if record["status"] != "running":
                 raise RuntimeError(f"{join.who}'s launch failed: {record.get('reason')}")
             join.kind, join.runner_url = record["type"], record["runner"]
-            where = f"warm runner {join.runner_url}" if join.kind == "warm" else f"cold bot ({join.runner_url})"
+            where = (f"warm runner {join.runner_url}" if join.kind == "warm"
+                     else f"cold bot, pid {join.runner_url.removeprefix('cold:')}")
             say(f"{join.who:6} joined {join.room_url}: session {join.session_id}, trace {join.trace_id} -> {where}")
 
         say()

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -25,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import rooms
 from bot.http import install_request_limits, validation_errors
@@ -63,18 +65,51 @@ def _detail(status: int, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
 
-def redis_failed(exc: BaseException) -> JSONResponse:
-    """429 when the pool had no free connection in time (Redis answers, we are busy), else 503."""
-    if pool_exhausted(exc):
-        logger.warning("Every Redis connection was busy; answering 429")
+class Answering:
+    """When Redis last answered this process: a timeout just after an answer is our overload, not an outage."""
+
+    RECENT_S = 5.0
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def ok(self) -> None:
+        self.last = time.monotonic()
+
+    def recently(self) -> bool:
+        return time.monotonic() - self.last < self.RECENT_S
+
+
+async def redis_failed(exc: BaseException, answering: Answering) -> JSONResponse:
+    """429 while Redis answers and we are only busy, 503 when it does not answer.
+
+    Busy: the pool had no free connection in time, or a call timed out while Redis kept answering
+    (under load a saturated event loop makes a connect or read timeout fire).
+    """
+    busy = pool_exhausted(exc) or (isinstance(exc, (TimeoutError, RedisTimeoutError)) and answering.recently())
+    if busy:
+        logger.warning("Redis answers but the gateway is overloaded (%s); answering 429", type(exc).__name__)
         return _detail(429, "the gateway is overloaded; try again shortly", **{"Retry-After": str(RETRY_AFTER_BUSY_S)})
     logger.error("Redis unavailable: %s", type(exc).__name__)
     return _detail(503, "the launch queue (Redis) is unavailable; try again shortly")
 
 
+async def _warm(client: Any, size: int) -> None:
+    """Open the pool's connections at start, so a burst of joins never waits on connects."""
+    pool, held = client.connection_pool, []
+    try:
+        for _ in range(size):
+            held.append(await pool.get_connection())
+    except (RedisError, OSError) as exc:
+        logger.warning("Redis not reachable at start (%s); connecting on demand", type(exc).__name__)
+    finally:
+        for connection in held:
+            await pool.release(connection)
+
+
 async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     """The backstop for a Redis error a route did not answer itself."""
-    return redis_failed(exc)
+    return await redis_failed(exc, request.app.state.answering)
 
 
 def _bearer(request: Request) -> str | None:
@@ -109,6 +144,8 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         app.state.probe = redis_client(replace(settings, redis_pool_size=1, redis_pool_timeout_s=READY_TIMEOUT_S))
         app.state.launches = Launches(app.state.redis, keys or Keys.from_env(), settings)
         app.state.admin_push = app.state.redis.register_script(_ADMIN_PUSH)
+        app.state.answering = Answering()
+        await _warm(app.state.redis, settings.redis_pool_size)
         renewer = asyncio.create_task(_renew_claims(app.state.launches, settings.pending_ttl_s / 3))
         try:
             yield
@@ -135,6 +172,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
     async def ready() -> JSONResponse:
         try:
             await asyncio.wait_for(app.state.probe.ping(), READY_TIMEOUT_S)
+            app.state.answering.ok()
         except (TimeoutError, RedisError, OSError) as exc:
             return JSONResponse({"status": "unavailable", "detail": f"Redis does not answer ({type(exc).__name__})"},
                                 status_code=503)
@@ -159,7 +197,8 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             try:
                 outcome = await launches.enqueue(job.pending_lock(), json.dumps(payload))
             except (RedisError, OSError) as exc:
-                return redis_failed(exc)
+                return await redis_failed(exc, app.state.answering)
+            app.state.answering.ok()
             if outcome == "taken":
                 logger.info("Join refused: room %s already has a launch", where)
                 return _detail(409, "this room already has a bot")

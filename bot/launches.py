@@ -10,6 +10,8 @@ Three things make it exactly once:
 A queued launch keeps its claim on the room however long it waits: its pending lock lives in
 `claims` and is renewed by every gateway and operator (`renew_claims`), and restored if it lapsed.
 The launch record (`launch:{id}`) answers `GET /launches/{id}`; it outlives the lock.
+Every step is safe to run twice: the Redis client retries a call whose connection broke, and the
+first try may have run with only its reply lost.
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ end
 # KEYS: lock, queue, claims, record. ARGV: lock, job, pending ttl, launch id, record, record ttl, max queue.
 _ENQUEUE = """
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[7]) then return -1 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then return 0 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+  local ok, held = pcall(cjson.decode, redis.call('GET', KEYS[1]) or '')
+  if ok and type(held) == 'table' and held.launch_id == ARGV[4] then return 1 end  -- a retried call
+  return 0
+end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
 redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
@@ -99,8 +105,12 @@ if raw then redis.call('HSET', KEYS[3], redis.sha1hex(raw), ARGV[1]) end
 return raw
 """
 
-# KEYS: owners, operators. ARGV: job sha1, operator id, operator ttl ms.
+# KEYS: owners, operators, processing. ARGV: job sha1, operator id, operator ttl ms, job.
 _ADOPT = _PRELUDE + """
+if not redis.call('LPOS', KEYS[3], ARGV[4]) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 0
+end
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if owner == ARGV[2] then return 1 end
 if owner then
@@ -155,6 +165,7 @@ _TAKE = _PRELUDE + """
 local lock = getjson(KEYS[1])
 if not holds(lock, ARGV[1], nil) then return 'lost' end
 if tostring(lock.attempt) ~= ARGV[2] then return 'fenced' end
+if lock.status == 'running' and lock.runner == ARGV[3] then return 'ok' end  -- a retried call
 if lock.status ~= 'starting' then return lock.status end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 'left' end
 lock.status, lock.runner, lock.type, lock.owner, lock.timestamp = 'running', ARGV[3], ARGV[4], nil, now_ms() / 1000
@@ -199,19 +210,23 @@ if mine then return 1 end
 return 0
 """
 
-# KEYS: lock, processing, queue, owners, claims, record. ARGV: job, sha1, launch id, attempt, pending ttl, record ttl.
+# KEYS: lock, processing, queue, owners, claims, record.
+# ARGV: job, sha1, launch id, attempt, pending ttl, record ttl, pending lock (for a lock that lapsed).
 _REQUEUE = _PRELUDE + """
 local lock = getjson(KEYS[1])
+if not lock then
+  lock = cjson.decode(ARGV[7])
+  lock.attempt, lock.status = tonumber(ARGV[4]), 'starting'
+end
 if holds(lock, ARGV[3], ARGV[4]) and lock.status == 'starting' then
   lock.status, lock.owner = 'pending', nil
   local claim = cjson.encode(lock)
   redis.call('SET', KEYS[1], claim, 'PX', ARGV[5])
   redis.call('HSET', KEYS[5], ARGV[3], claim)
+  local rec = getjson(KEYS[6])
+  if rec and not terminal(rec) then save_record(KEYS[6], rec, 'queued', nil, ARGV[6]) end
 end
-local rec = getjson(KEYS[6])
-if rec and not terminal(rec) then save_record(KEYS[6], rec, 'queued', nil, ARGV[6]) end
-redis.call('LREM', KEYS[2], 1, ARGV[1])
-redis.call('LPUSH', KEYS[3], ARGV[1])
+if redis.call('LREM', KEYS[2], 1, ARGV[1]) == 1 then redis.call('LPUSH', KEYS[3], ARGV[1]) end
 redis.call('HDEL', KEYS[4], ARGV[2])
 return 1
 """
@@ -236,6 +251,10 @@ return 1
 
 # KEYS: processing, owners, dead. ARGV: job, sha1, entry, dead-letter ttl ms, dead-letter max.
 _DEAD = _PRELUDE + """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then  -- not (or no longer) in the list: a retried call
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  return 0
+end
 redis.call('RPUSH', KEYS[3], ARGV[3])
 redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
 local oldest = now_ms() - tonumber(ARGV[4])
@@ -250,7 +269,6 @@ while true do
   end
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
-redis.call('LREM', KEYS[1], 1, ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[2])
 return 1
 """
@@ -408,8 +426,8 @@ class Launches:
 
     async def adopt(self, raw: str | bytes, operator_id: str) -> bool:
         """Take over a job in the processing list, only if its owner is gone (no heartbeat)."""
-        return bool(await self._adopt(keys=[self.keys.owners, self.keys.operators],
-                                      args=[job_sha(raw), operator_id, _ms(self.settings.operator_ttl_s)]))
+        return bool(await self._adopt(keys=[self.keys.owners, self.keys.operators, self.keys.processing],
+                                      args=[job_sha(raw), operator_id, _ms(self.settings.operator_ttl_s), raw]))
 
     async def claim(self, pending: dict[str, Any], operator_id: str, expected_attempt: int | None = None) -> Claim:
         """pending -> starting with a new attempt. `expected_attempt`: give up on that one (it must still hold)."""
@@ -433,7 +451,8 @@ class Launches:
         await self._requeue(
             keys=[k.room_active(pending["room"]), k.processing, k.launch_queue, k.owners, k.claims,
                   k.launch(pending["launch_id"])],
-            args=[raw, job_sha(raw), pending["launch_id"], str(attempt), _ms(s.pending_ttl_s), _ms(s.record_ttl_s)])
+            args=[raw, job_sha(raw), pending["launch_id"], str(attempt), _ms(s.pending_ttl_s), _ms(s.record_ttl_s),
+                  json.dumps(pending)])
 
     async def done(self, raw: str) -> None:
         await self._done(keys=[self.keys.processing, self.keys.owners], args=[raw, job_sha(raw)])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError
 
 import otel_session
@@ -19,7 +21,10 @@ def redis_url() -> str:
 
 
 def redis_client(settings: Settings | None = None, url: str | None = None) -> redis.Redis:
-    """A sized pool that waits for a free connection (then `PoolExhausted`), never fails at once.
+    """A sized pool that waits for a free connection (then `pool_exhausted`), never fails at once.
+
+    A call that finds its connection closed (Redis restarted) is retried twice on a fresh one: every
+    launch step is a Lua script that is safe to run again (`bot.launches`).
 
     Short connect timeout: an unreachable Redis is reported at once, not after a minute.
     """
@@ -27,6 +32,7 @@ def redis_client(settings: Settings | None = None, url: str | None = None) -> re
     pool = redis.BlockingConnectionPool.from_url(
         url or redis_url(), decode_responses=True, socket_connect_timeout=2, socket_timeout=10,
         health_check_interval=15, max_connections=settings.redis_pool_size, timeout=settings.redis_pool_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(ConnectionError,)),
     )
     return redis.Redis(connection_pool=pool)
 

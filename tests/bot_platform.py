@@ -38,6 +38,14 @@ class Platform(Deployment):
         super().start_runner(slots, **{"GLOBAL_LOG_LEVEL": level, **env})
         return self.runner_urls[-1]
 
+    def start_manifold(self, **env: str) -> str:  # type: ignore[override]
+        super().start_manifold(**{"OPENAI_API_KEY": "", **env})
+        return self.manifold_url
+
+    @property
+    def procs(self) -> list[Service]:
+        return self.services
+
     def start_operator(self, **env: str) -> Service:
         return super().start_operator(**{"GLOBAL_LOG_LEVEL": "DEBUG", "BOT_CONSOLE_LEVEL": "INFO", **env})
 

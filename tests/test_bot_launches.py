@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.keys import Keys
-from bot.launches import Launches
+from bot.launches import Launches, job_sha
 from bot.settings import Settings
 from tests.bot_platform import REDIS_URL
 
@@ -148,6 +148,9 @@ def test_a_job_is_adopted_only_from_an_operator_that_stopped_beating():
         assert await launches.adopt("job", "op-b")
         await r.rpush(keys.processing, "orphan")  # no owner at all (left by an older operator)
         assert await launches.adopt("orphan", "op-b")
+        await launches.done("orphan")
+        assert not await launches.adopt("orphan", "op-c")  # it left the list meanwhile: nothing to adopt
+        assert not await r.hexists(keys.owners, job_sha("orphan"))
 
     _run(test)
 
@@ -193,6 +196,11 @@ def test_requeue_hands_a_claimed_job_back_to_the_head_of_the_queue():
         assert (await launches.lock(ROOM))["status"] == "pending" and await r.hexists(keys.claims, "L1")
         assert (await launches.record("L1"))["status"] == "queued"
         assert (await launches.claim(_pending(), "op")).attempt == 2
+        await r.delete(keys.room_active(ROOM))  # the starting lock lapsed before the job was handed back
+        await r.rpush(keys.processing, raw)
+        await launches.requeue(raw, _pending(), 2)
+        assert (await launches.lock(ROOM))["status"] == "pending"  # the claim on the room is restored
+        assert (await launches.record("L1"))["status"] == "queued"
 
     _run(test)
 
@@ -235,3 +243,16 @@ def test_settings_refuse_bad_values_by_name():
     s = Settings.from_env({"BOT_MAX_COLD": "2", "BOT_ADMIN_TOKEN": "t", "BOT_LOCK_TTL_S": "2",
                            "BOT_KEEPALIVE_S": "0.2"})
     assert (s.max_cold, s.admin_token, s.fence_after_s) == (2, "t", 1.0)
+
+
+def test_a_job_that_is_not_utf8_can_be_adopted_and_dead_lettered():
+    async def test(r, keys):
+        launches = _launches(r, keys)
+        raw = b"\xff\xfe not UTF-8"
+        await r.rpush(keys.processing, raw)
+        assert await launches.adopt(raw, "op-a")
+        await launches.dead_letter(raw, {"id": "x", "reason": "not UTF-8", "timestamp": time.time()})
+        assert await r.llen(keys.processing) == 0 and await r.hlen(keys.owners) == 0
+        assert [json.loads(e)["id"] for e in await r.lrange(keys.dead_letter, 0, -1)] == ["x"]
+
+    _run(test)

@@ -419,6 +419,74 @@ def test_a_slow_cold_boot_does_not_stall_a_warm_launch(tmp_path):
     _run(test)
 
 
+class RedisProxy:
+    """A TCP proxy to Redis on loopback that can be cut (every connection closed, new ones refused) and restored."""
+
+    def __init__(self) -> None:
+        self.cut = False
+        self.writers: list[asyncio.StreamWriter] = []
+        self.url = ""
+
+    async def __aenter__(self) -> RedisProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut_off()
+        self.server.close()
+
+    def cut_off(self) -> None:
+        self.cut = True
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            writer.close()
+            return
+        host, port = REDIS_URL.split("//")[1].split("/")[0].split(":")
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+def test_a_redis_failure_mid_dispatch_is_retried_not_dead_lettered_and_starts_no_second_bot():
+    async def test(r, keys):
+        async with RedisProxy() as proxy:
+            op_redis = aioredis.Redis.from_url(proxy.url, decode_responses=True, socket_timeout=1,
+                                               socket_connect_timeout=1)
+            launches = _launches(op_redis, keys)
+            direct = _launches(r, keys)
+            await enqueue(direct, job_json("L-cut"))
+            async with TestRunner(direct) as runner, operating(launches) as (operator, _):
+                runner.delay = 0.1
+                await r.rpush(keys.standby_pool, runner.url)
+                await until(lambda: _truthy(runner.headers), what="the start")
+                proxy.cut_off()  # the runner starts the bot; the operator cannot record that it is done
+                await until(lambda: _eq(status(direct, "L-cut"), "running"), what="running")
+                await until(lambda: _falsy(operator.inflight), what="the dispatch to give up on Redis")
+                assert await r.llen(keys.processing) == 1 and await dead(r, keys) == []  # kept, to retry
+                proxy.cut = False
+                await until(lambda: _eq(r.llen(keys.processing), 0), what="the retry")
+            await op_redis.aclose()
+        assert runner.takes == [("L-cut", 1, "ok")] and await dead(r, keys) == []  # the retry saw it running
+
+    _run(test)
+
+
 # -- bounds ---------------------------------------------------------------------------------------
 
 

@@ -235,6 +235,7 @@ def test_a_lock_that_is_no_longer_its_own_ends_the_session_at_once(rig):
     wait_for(lambda: rig.running(url) == [], timeout=5, what="the bot to stop")
     record = rig.dep.wait_status("L-gone", "failed", timeout=5)
     assert record["reason"] == "lock lost"
+    wait_for(lambda: rig.messages("no longer this attempt's"), what="the warning exported")
     assert len(rig.messages("no longer this attempt's")) == 1
     wait_for(lambda: rig.pool() == [url], what="runner back in the pool")
 

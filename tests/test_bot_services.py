@@ -96,7 +96,8 @@ def test_redis_going_away_gives_503_and_loses_no_queued_job(tmp_path, own_redis)
         start()
         wait_for(lambda: httpx.get(f"{platform.gateway_url}/ready", timeout=5).status_code == 200, what="ready")
         lock = platform.wait_running(ROOM, timeout=30)  # the job queued before the outage
-        assert lock["launch_id"] == queued.json()["launchId"]
+        assert lock["launch_id"] == queued.json()["launchId"], lock
+        assert lock["type"] == "warm"  # the runner's stale connection was retried, not dropped from the pool
         assert [s["launchId"] for s in platform.sessions(runner)] == [queued.json()["launchId"]]
         assert platform.lock(f"{ROOM}-2") is None  # the refused join left no lock
     finally:
