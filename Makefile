@@ -12,13 +12,18 @@ demo: redis $(VENV)/.installed
 
 ## Set up both environments, make sure Redis runs, and run the suite twice:
 ## on the newest releases, and on Open WebUI 0.12's pins.
-test: redis test-latest test-pins
+## Two workers, one test file each at a time: the bot tests start real processes, and this uses both cores.
+## The pins are the manifold's host's; the bot services run on the newest releases only.
+PYTEST := -m pytest -q -n 2 --dist loadfile
+test: redis
+	$(MAKE) -j2 $(VENV)/.installed $(PINS_VENV)/.installed
+	$(MAKE) test-latest test-pins
 
 test-latest: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python $(PYTEST)
 
 test-pins: $(PINS_VENV)/.installed
-	$(PINS_VENV)/bin/python -m pytest -q
+	$(PINS_VENV)/bin/python $(PYTEST) --ignore-glob='tests/test_bot_*'
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -54,7 +54,8 @@ def _citations(manifold: str, session_id: str) -> list[dict[str, Any]] | None:
 
 
 def run(redis_url: str, log_dir: Path) -> int:
-    dep = Deployment(log_dir, redis_url, BOT_CONSOLE_LEVEL="ERROR", BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10")
+    dep = Deployment(log_dir, redis_url, otel_dir=log_dir, name="demo", BOT_CONSOLE_LEVEL="ERROR",
+                     BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10")
     try:
         dep.redis.ping()
     except redis.RedisError as exc:

@@ -111,11 +111,14 @@ def _running(pid: int) -> bool:
 class Deployment:
     """The processes and Redis keys of one run."""
 
-    def __init__(self, log_dir: Path, redis_url: str | None = None, **env: str) -> None:
+    def __init__(self, log_dir: Path, redis_url: str | None = None, otel_dir: Path | None = None, name: str = "test",
+                 **env: str) -> None:
+        """`log_dir`: the services' output; `otel_dir` (default `log_dir/otel`): their OTLP-JSON logs;
+        `name`: what its Redis keys start with."""
         self.log_dir = log_dir
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-        self.keys = Keys(f"dep-{uuid.uuid4().hex[:10]}:")
-        self.otel_dir = log_dir / "otel"
+        self.keys = Keys(f"{name}-{uuid.uuid4().hex[:10]}:")
+        self.otel_dir = otel_dir or log_dir / "otel"
         self.otel_dir.mkdir(parents=True, exist_ok=True)
         self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_connect_timeout=2)
         self.services: list[Service] = []

@@ -14,9 +14,10 @@ from tests.support import otlp_records
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-# Faults show within seconds: a bot renews every 0.3 s and stops itself after ~1.5 s without Redis.
+# Faults show within seconds: a bot renews every 0.3 s and stops itself after ~1.5 s without Redis;
+# a stopped service drains for 1 s.
 FAST = {"BOT_KEEPALIVE_S": "0.3", "BOT_LOCK_TTL_S": "3", "BOT_HEARTBEAT_S": "0.3", "BOT_PENDING_TTL_S": "3",
-        "BOT_DRAIN_S": "5"}
+        "BOT_DRAIN_S": "1"}
 
 
 class Platform(Deployment):

@@ -8,12 +8,14 @@ each fault shows within seconds.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
 import httpx
 import pytest
 
+from bot.rooms import canonical, room_hash
 from tests.support import TcpProxy, wait_for
 
 ROOM = "https://rooms.example.test/faults"
@@ -114,11 +116,11 @@ def test_a_bot_cut_off_from_redis_stops_itself_before_its_room_can_get_a_second_
         platform.start_gateway()
         first = _join(platform, sessionId="s-cut")
         platform.wait_status(first, "running")
+        lock_key = platform.keys.room_active(room_hash(canonical(ROOM)))
         proxy.cut()
-        cut_at = time.monotonic()
         wait_for(lambda: not [b for b in httpx.get(f"{cut_url}/sessions", timeout=2).json() if b["running"]], 10,
                  what="the cut-off bot to stop itself")
-        stopped_after = time.monotonic() - cut_at
+        assert platform.redis.pttl(lock_key) > 0  # it stopped while its lock still held the room
         platform.redis.delete(platform.keys.standby_pool)  # the cut-off runner's entry: it cannot take starts
         platform.start_runner()
         second = wait_for(lambda: (r := platform.join(room_url=ROOM, sessionId="s-next")).status_code == 202
@@ -128,7 +130,6 @@ def test_a_bot_cut_off_from_redis_stops_itself_before_its_room_can_get_a_second_
         assert platform.bots().get(first) is None
         warnings = cut_off.output().count("Keepalive failed")
         assert 1 <= warnings <= 3, cut_off.output()[-3000:]
-        assert stopped_after < 3.0  # BOT_LOCK_TTL_S: it stopped before its lock could lapse
 
 
 def test_a_frozen_cold_bot_stops_itself_when_it_thaws_after_its_room_moved_on(platform):
@@ -137,8 +138,6 @@ def test_a_frozen_cold_bot_stops_itself_when_it_thaws_after_its_room_moved_on(pl
     first = _join(platform, sessionId="s-cold-frozen")
     platform.wait_status(first, "running")
     (bot,) = platform.cold_bots()
-    import os
-
     os.kill(bot["pid"], signal.SIGSTOP)
     second = wait_for(lambda: (r := platform.join(room_url=ROOM, sessionId="s-after")).status_code == 202
                       and r.json()["launchId"], 15, interval=0.2, what="the lapsed room to take a new join")

@@ -34,7 +34,7 @@ from tests.support import ROOT, TcpProxy, otlp_records, wait_for
 T = TypeVar("T")
 
 ROOM = "https://rooms.example.test/call"
-KNOBS = {"BOT_LOCK_TTL_S": "2", "BOT_KEEPALIVE_S": "0.2", "BOT_PENDING_TTL_S": "5", "BOT_DRAIN_S": "30"}
+KNOBS = {"BOT_LOCK_TTL_S": "2", "BOT_KEEPALIVE_S": "0.2", "BOT_PENDING_TTL_S": "5", "BOT_DRAIN_S": "1"}
 SETTINGS = Settings.from_env(KNOBS)
 
 

@@ -13,12 +13,13 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from opentelemetry import context
 
 from otel_session._context import CAPTURES_KEY
 from otel_session._levels import parse_level
-from otel_session._record import Record, record_size
+from otel_session._record import Entry, Record, from_entry, record_size
 from otel_session._scope import Scope, detach
 from otel_session._severity import severity_of
 
@@ -38,8 +39,9 @@ class Capture:
     def __init__(self, level: int, max_records: int, max_bytes: int) -> None:
         self.level = level
         self.severity = severity_of(level)
-        self._records: deque[Record] = deque()
-        self._sizes: deque[int] = deque()  # beside the records: no pair allocated per record
+        # Entries (`_record.entry`, size last) from the emit path, or (Record, size) pairs: one
+        # tuple a record, made a `Record` only when the capture is read.
+        self._entries: deque[tuple[Any, ...]] = deque()
         self._bytes = 0
         self._max_records = max_records
         self._max_bytes = max_bytes
@@ -52,7 +54,10 @@ class Capture:
     @property
     def records(self) -> list[Record]:
         with self._lock:
-            return list(self._records)
+            entries = self._entries
+            if any(len(e) != 2 for e in entries):  # once: later reads get the same Records
+                self._entries = entries = deque(e if len(e) == 2 else (from_entry(e), e[-1]) for e in entries)
+            return [e[0] for e in entries]
 
     @property
     def size(self) -> int:
@@ -61,28 +66,39 @@ class Capture:
 
     def add(self, record: Record, size: int | None = None) -> None:
         """Keep a record (`size`: its `record_size`, when the caller has it already)."""
+        self._keep((record, record_size(record) if size is None else size), record.time_unix_nano)
+
+    def keep(self, entry: Entry) -> None:
+        """Keep a record's `_record.entry` (the emit path: `_keep`, inlined)."""
         if self.closed:
             return
-        if size is None:
-            size = record_size(record)
-        records = self._records
         with self._lock:
-            self.last_activity = record.time_unix_nano  # no clock call per record
-            records.append(record)
-            self._sizes.append(size)
-            self._bytes += size
-            while self._bytes > self._max_bytes or len(records) > self._max_records:
-                records.popleft()
-                self._bytes -= self._sizes.popleft()
+            entries = self._entries
+            self.last_activity = entry[0]  # the record's timestamp: no clock call per record
+            entries.append(entry)
+            self._bytes += entry[-1]
+            while self._bytes > self._max_bytes or len(entries) > self._max_records:
+                self._bytes -= entries.popleft()[-1]
+                self.dropped += 1
+
+    def _keep(self, item: tuple[Any, ...], time_unix_nano: int) -> None:
+        if self.closed:
+            return
+        with self._lock:
+            entries = self._entries
+            self.last_activity = time_unix_nano
+            entries.append(item)
+            self._bytes += item[-1]
+            while self._bytes > self._max_bytes or len(entries) > self._max_records:
+                self._bytes -= entries.popleft()[-1]
                 self.dropped += 1
 
     def discard(self, reason: str) -> None:
         with self._lock:
             self.closed = True
             self.closed_reason = reason
-            self.dropped += len(self._records)
-            self._records.clear()
-            self._sizes.clear()
+            self.dropped += len(self._entries)
+            self._entries.clear()
             self._bytes = 0
 
     def render(self) -> str:

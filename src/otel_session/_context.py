@@ -14,12 +14,14 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from opentelemetry import baggage
 from opentelemetry.context import Context, create_key
 
 from otel_session._levels import parse_level
+from otel_session._record import EMPTY, attributes_size
 from otel_session._severity import severity_of
 from otel_session._validation import LOG_LEVEL
 
@@ -36,13 +38,17 @@ class Meaning:
     """A context's session attributes, its export level, its open captures, and its floor: the
     lowest stdlib level any of those asks to have records created for."""
 
-    __slots__ = ("__weakref__", "attrs", "captures", "export", "export_level", "floor", "generation", "longest")
+    __slots__ = ("__weakref__", "attrs", "attrs_size", "attrs_view", "captures", "export", "export_level", "floor",
+                 "generation", "longest")
 
     def __init__(self, generation: int, attrs: tuple[tuple[str, str], ...], export_level: int | None,
                  captures: tuple[Capture, ...]) -> None:
         self.generation = generation
         self.attrs = attrs
         self.longest = max((len(v) for _, v in attrs), default=0)
+        # What a capture keeps of a record whose attributes are exactly these, and their size.
+        self.attrs_view: Mapping[str, str] = MappingProxyType(dict(attrs)) if captures else EMPTY
+        self.attrs_size = attributes_size(self.attrs_view)
         self.export_level = export_level
         self.export = severity_of(export_level) if export_level is not None else None
         self.captures = captures

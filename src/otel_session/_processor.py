@@ -19,11 +19,11 @@ from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
-from otel_session import _sdk
 from otel_session._context import _ATTR, NO_FLOOR, Meaning
 from otel_session._diagnostics import internal, is_sdk_logger
 from otel_session._handler import emitting
-from otel_session._record import captured
+from otel_session._record import entry
+from otel_session._sdk import add_attributes as _add_attributes
 from otel_session._sdk import current_context
 from otel_session._severity import _BY_ID, severity_value
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE, State
@@ -87,17 +87,19 @@ class SessionLogProcessor(LogRecordProcessor):
             captures = meaning.captures
             if not exported and not any(severity >= c.severity and not c.closed for c in captures):
                 return
-            if meaning.attrs:
-                _sdk.add_attributes(lr, meaning.attrs, meaning.longest)
+            # `bare`: the record's attributes are exactly the context's, so their size is known
+            bare = _add_attributes(lr, meaning.attrs, meaning.longest) if meaning.attrs else False
             if state.redactor.patterns:
                 state.redactor.record(lr)
+                bare = False
             if captures:
-                entry = None
+                kept = None
                 for cap in captures:
                     if severity >= cap.severity:
-                        if entry is None:
-                            entry = captured(log_record, severity)
-                        cap.add(*entry)
+                        if kept is None:
+                            kept = (entry(log_record, severity, meaning.attrs_view, meaning.attrs_size) if bare
+                                    else entry(log_record, severity))
+                        cap.keep(kept)
             if exported:
                 if self.inner is not None:
                     self.inner.on_emit(log_record)

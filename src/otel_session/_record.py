@@ -2,7 +2,8 @@
 
 A snapshot copies what it needs when it is taken, so a later change to the live SDK record (or a
 processor running after us) cannot change what a citation, a test or `otel-session logs` saw.
-One is built per captured record on the emit path, hence a NamedTuple and a lean `snapshot`.
+On the emit path a capture keeps an `entry` (a plain tuple: the mutable parts copied, nothing
+formatted) and makes the `Record` of it only when it is read (`from_entry`).
 """
 
 from __future__ import annotations
@@ -131,40 +132,56 @@ def snapshot(record: ReadWriteLogRecord | ReadableLogRecord, severity: int | Non
     """A `Record` of an SDK record as it is now (`severity`: its number, when the caller has it)."""
     if severity is None:
         severity = severity_value(record.log_record.severity_number)
-    return captured(record, severity)[0]
+    return from_entry(entry(record, severity))
 
 
-_new_record = tuple.__new__
+def entry(record: ReadWriteLogRecord | ReadableLogRecord, severity: int,
+          attributes: Mapping[str, Any] | None = None, attributes_bytes: int = 0) -> Entry:
+    """What a capture keeps of an SDK record on the emit path: everything that can still change
+    (the attributes, a non-text body) copied now, the rest (ids, names, the service) formatted only
+    when the capture is read (`from_entry`). The last item is the record's `record_size`.
 
-
-def captured(record: ReadWriteLogRecord | ReadableLogRecord, severity: int) -> tuple[Record, int]:
-    """`snapshot()` and `record_size()` in one pass, for the emit path of an open capture."""
+    `attributes`, `attributes_bytes`: a read-only mapping equal to the record's attributes now,
+    shared by many records (the context's session attributes, when they are all the record has),
+    and its `attributes_size`; kept instead of a copy, and copied when the capture is read."""
     lr = record.log_record
-    scope = record.instrumentation_scope
     body = lr.body
     if type(body) is not str:
         body = "" if body is None else str(body)
-    trace_id, span_id = lr.trace_id, lr.span_id
-    attributes = lr.attributes
-    if type(attributes) is BoundedAttributes and type(attributes._dict) is dict:
-        attrs = attributes._dict.copy()
-    else:
-        attrs = attributes_copy(attributes)
-    resource = record.resource
-    last = _last_resource
-    service, shared = (last[1], last[2]) if resource is last[0] else _service(resource)
+    if attributes is None:
+        live = lr.attributes
+        if type(live) is BoundedAttributes and type(live._dict) is dict:
+            attributes = live._dict.copy()
+        else:
+            attributes = attributes_copy(live)
+        attributes_bytes = attributes_size(attributes)
+    return (lr.timestamp or lr.observed_timestamp or 0, severity, lr.severity_text, record.instrumentation_scope,
+            body, attributes, lr.trace_id, lr.span_id, record.resource,
+            RECORD_OVERHEAD + len(body) + attributes_bytes)
+
+
+# (time, severity number, severity text or None, scope or None, body, attributes (a dict of its own, or a
+#  shared read-only mapping), trace id, span id, resource, record_size): a plain tuple, built in one step.
+Entry = tuple[int, int, "str | None", Any, str, Mapping[str, Any], "int | None", "int | None", "Resource | None", int]
+_new_record = tuple.__new__
+
+
+def from_entry(e: Entry) -> Record:
+    """The `Record` of a captured `entry`."""
+    scope, attributes, trace_id, span_id = e[3], e[5], e[6], e[7]
+    service, shared = _service(e[8])
     return _new_record(Record, (
-        lr.timestamp or lr.observed_timestamp or 0,
-        severity,
-        lr.severity_text or severity_text(severity),
+        e[0],
+        e[1],
+        e[2] or severity_text(e[1]),
         scope.name if scope is not None else "",
-        body,
-        attrs,
+        e[4],
+        attributes if type(attributes) is dict else dict(attributes),  # a Record's attributes are its own
         _trace_hex(trace_id) if trace_id else None,
         _span_hex(span_id) if span_id else None,
         service,
         shared,
-    )), RECORD_OVERHEAD + len(body) + attributes_size(attrs)
+    ))
 
 
 RECORD_OVERHEAD = 200  # the tuple, its timestamp, level, logger and the attributes dict
@@ -224,4 +241,5 @@ def value_size(value: object) -> int:
     return size
 
 
-__all__ = ["EMPTY", "Record", "iso_time", "record_size", "snapshot", "utc_time", "value_size"]
+__all__ = ["EMPTY", "Entry", "Record", "attributes_size", "entry", "from_entry", "iso_time", "record_size", "snapshot",
+           "utc_time", "value_size"]

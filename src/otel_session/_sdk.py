@@ -29,21 +29,25 @@ except ImportError:  # 1.42 (Open WebUI 0.12's pin)
     from opentelemetry.sdk._logs._internal import SynchronousMultiLogRecordProcessor  # type: ignore[attr-defined,no-redef]
 
 
-def add_attributes(log_record: Any, items: Sequence[tuple[str, str]], longest: int) -> None:
+def add_attributes(log_record: Any, items: Sequence[tuple[str, str]], longest: int) -> bool:
     """Add attributes the caller did not set itself; never overwrite one it did, and never evict
-    one of the caller's to make room (at a count limit ours are added only while there is room)."""
+    one of the caller's to make room (at a count limit ours are added only while there is room).
+    True when the record's attributes are now exactly `items` (it had none, and no limit applied)."""
     attributes = log_record.attributes
     if type(attributes) is BoundedAttributes and not attributes._immutable:
         raw = attributes._dict
         maxlen, max_value_len = attributes.maxlen, attributes.max_value_len
         if (type(raw) is dict and (max_value_len is None or longest <= max_value_len)
                 and (maxlen is None or len(raw) + len(items) <= maxlen)):
+            if not raw:
+                raw.update(items)
+                return True
             for key, value in items:
                 raw.setdefault(key, value)
-            return
+            return False
     if attributes is None:
         log_record.attributes = dict(items)
-        return
+        return True
     maxlen = getattr(attributes, "maxlen", None)
     for key, value in items:  # the public path applies the SDK's own value limits
         if key in attributes:
@@ -51,6 +55,7 @@ def add_attributes(log_record: Any, items: Sequence[tuple[str, str]], longest: i
         if maxlen is not None and len(attributes) >= maxlen:
             break
         attributes[key] = value
+    return False
 
 
 def attributes_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
