@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -33,7 +31,6 @@ TAKEN = "room taken by a newer launch"
 COLD_FAILED = "the cold bot did not start"
 COLD_TRIES = 2  # cold bots launched for one job before it fails
 POLL_S = 0.1  # how often a booting cold bot's record is read
-_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
 class LaunchError(Exception):
@@ -59,18 +56,13 @@ def cold_env(job: Job, attempt: int, base: Mapping[str, str] | None = None) -> d
 
 
 def runner_url_error(url: object) -> str | None:
-    """Why a standby-pool entry is not a runner's base URL (None: it is one)."""
-    if not isinstance(url, str) or not url or len(url) > 2048:
+    """Why a standby-pool entry is not a runner's base URL (None: it is one): the room URL rules."""
+    if not isinstance(url, str):
         return "not a URL"
-    if _CONTROL.search(url):
-        return "contains whitespace or control characters"
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises for a port out of range
-    except ValueError:
-        return "bad host or port"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "not an http(s) URL with a host"
+        rooms.canonical(url)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

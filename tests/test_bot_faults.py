@@ -186,3 +186,15 @@ def test_leave_ends_the_bot_and_frees_the_room(platform, kind):
     assert platform.lock(ROOM) is None
     assert httpx.get(f"{platform.gateway_url}/launches/{launch}", timeout=5).json()["status"] == "ended"
     assert _join(platform, sessionId="s-rejoin")
+
+
+def test_a_bad_standby_pool_entry_never_costs_a_join_while_a_runner_is_idle(platform):
+    runner = platform.start_runner()
+    platform.redis.rpush(platform.keys.standby_pool, "http://127.0.0.1:99999", "not a url")  # popped first
+    platform.start_operator()
+    platform.start_gateway()
+    launch = _join(platform, sessionId="s-bad-pool")
+    record = platform.wait_status(launch, "running")
+    assert record["type"] == "warm" and record["runner"] == runner
+    assert platform.redis.llen(platform.keys.dead_letter) == 0
+    _exactly_one_bot(platform, launch)
