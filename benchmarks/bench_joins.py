@@ -55,6 +55,10 @@ async def _round(dep: Deployment, n: int) -> list[float]:
         return list(await asyncio.gather(*tasks))
 
 
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
 def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -72,8 +76,7 @@ def run(kind: str, concurrency: list[int], max_cold: int) -> list[tuple[str, int
             for n in concurrency:
                 took = asyncio.run(_round(dep, n))
                 rows.append((kind, n, _percentile(took, 50), _percentile(took, 99)))
-                print(f"  {kind} x{n}: p50 {rows[-1][2] * 1000:.0f} ms, p99 {rows[-1][3] * 1000:.0f} ms",
-                      file=sys.stderr, flush=True)
+                print(f"  {kind} x{n}: p50 {_fmt(rows[-1][2])}, p99 {_fmt(rows[-1][3])}", file=sys.stderr, flush=True)
         finally:
             dep.cleanup()
     return rows
@@ -86,10 +89,11 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["warm", "cold"], choices=["warm", "cold"])
     args = parser.parse_args()
     rows = [row for kind in args.kinds for row in run(kind, args.concurrency, args.max_cold)]
-    print(f"| start | concurrent joins | p50 | p99 |  (BOT_MAX_COLD={args.max_cold})")
+    print(f"BOT_MAX_COLD={args.max_cold}\n")
+    print("| start | concurrent joins | p50 | p99 |")
     print("| --- | ---: | ---: | ---: |")
     for kind, n, p50, p99 in rows:
-        print(f"| {kind} | {n} | {p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms |")
+        print(f"| {kind} | {n} | {_fmt(p50)} | {_fmt(p99)} |")
 
 
 if __name__ == "__main__":

@@ -215,7 +215,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
 
     @app.get("/launches/{launch_id}")
     async def launch(launch_id: str) -> JSONResponse:
-        record = None if id_error(launch_id) else await app.state.launches.record(launch_id)
+        record = None if id_error(launch_id) else await app.state.launches.status(launch_id)
         if record is None:
             return _detail(404, "no such launch")
         body = {"launchId": launch_id, "sessionId": record.get("sessionId"), "status": record.get("status")}

@@ -128,6 +128,8 @@ def test_a_bot_cut_off_from_redis_stops_itself_before_its_room_can_get_a_second_
         platform.wait_status(second, "running")
         _exactly_one_bot(platform, second)
         assert platform.bots().get(first) is None
+        status = httpx.get(f"{platform.gateway_url}/launches/{first}", timeout=5).json()
+        assert status["status"] == "failed" and "lock" in status["reason"]  # it could not say so itself
         warnings = cut_off.output().count("Keepalive failed")
         assert 1 <= warnings <= 3, cut_off.output()[-3000:]
 
