@@ -200,3 +200,21 @@ def test_a_bad_standby_pool_entry_never_costs_a_join_while_a_runner_is_idle(plat
     assert record["type"] == "warm" and record["runner"] == runner
     assert platform.redis.llen(platform.keys.dead_letter) == 0
     _exactly_one_bot(platform, launch)
+
+
+def test_cold_bots_beyond_max_cold_wait_queued_and_start_when_a_slot_frees(platform):
+    platform.start_operator(BOT_MAX_COLD="1")
+    platform.start_gateway()
+    first = _join(platform, room=f"{ROOM}-a", sessionId="s-cold-1")
+    platform.wait_status(first, "running")
+    second = _join(platform, room=f"{ROOM}-b", sessionId="s-cold-2")
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:  # it waits: neither failed nor dropped, and never a second cold bot
+        assert len(platform.cold_bots()) <= 1
+        assert platform.record(second)["status"] in ("queued", "starting")
+        time.sleep(0.1)
+    left = httpx.post(f"{platform.gateway_url}/leave", json={"launchId": first}, timeout=30)
+    assert left.json()["status"] == "ended"
+    platform.wait_status(second, "running")
+    _exactly_one_bot(platform, second)
+    assert len(platform.cold_bots()) == 1
