@@ -43,7 +43,10 @@ def pool_exhausted(exc: BaseException) -> bool:
 
 
 def setup_telemetry(service_name: str) -> otel_session.Telemetry:
-    telemetry = otel_session.configure(service_name=service_name, baggage_keys=BAGGAGE_KEYS)
+    """Session logging; live debug grants come from the platform's own Redis unless
+    `OTEL_SESSION_REDIS_URL` names another."""
+    telemetry = otel_session.configure(service_name=service_name, baggage_keys=BAGGAGE_KEYS,
+                                       redis_url=os.environ.get("OTEL_SESSION_REDIS_URL") or redis_url())
     console_logging()
     return telemetry
 

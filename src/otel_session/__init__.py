@@ -23,7 +23,7 @@ from otel_session._validation import id_error, text_error
 
 
 def reset() -> None:
-    """Back to the defaults (for tests): no captures, no redaction, the default baggage keys. The
+    """Back to the defaults (for tests): no captures, no redaction, the default baggage keys, no signing key. The
     pipeline `configure()` built stays; OTel's providers are set once per process."""
     _STATE.reset()
 

@@ -4,6 +4,9 @@
 a Collector's `file` exporter wrote, in time order across services, filtered by session, user,
 service, trace, level and time; `--follow` keeps printing as the files grow. (The whole-platform
 demo lives with the platform, in the repository: `python -m bot.demo`.)
+
+`otel-session debug on|off|list|audit` makes, revokes and lists live debug grants held in Redis and
+prints their audit stream (`otel_session.grants` is the same as a library).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,12 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "trace_id, span_id, attributes")
     logs.set_defaults(handler=_logs, parser=logs)
 
+    _add_debug(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # what parse_args does, but a `debug` action says it in its own one line
+        (args.parser if args.command == "debug" else parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
@@ -280,6 +287,210 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, io.UnsupportedOperation):
         pass
+
+
+# --- debug: live debug grants in Redis ------------------------------------------------------------------
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad `debug` argument is one line on stderr (`otel-session debug on: error: ...`) and exit 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_duration(text: str) -> float:
+    """`--for`/`--since`: `90s`, `15m`, `2h`, `1d`, `1h30m`, or plain seconds, as seconds. Raises
+    `ValueError`."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        if not value or _DURATION.sub("", value) != "":
+            raise ValueError(f"invalid duration {text!r}: use 90s, 15m, 2h, 1d or a number of seconds") from None
+        seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(value))
+    if seconds != seconds or seconds < 0 or seconds == float("inf"):
+        raise ValueError(f"invalid duration {text!r}: use 90s, 15m, 2h, 1d or a number of seconds")
+    return seconds
+
+
+def _add_debug(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from otel_session._grants import DEFAULT_REDIS_URL
+
+    redis_help = f"the Redis holding the grants; default: $OTEL_SESSION_REDIS_URL, else $REDIS_URL, else " \
+                 f"{DEFAULT_REDIS_URL} (keys behind $OTEL_SESSION_REDIS_PREFIX)"
+    debug = commands.add_parser(
+        "debug", help="live debug grants: a level for one session or user across every service, audited",
+        description="Grant a log level to one live session or user in every service that reads the same "
+                    "Redis, for a while; revoke it, list the live grants, print the audit stream.",
+    )
+    actions = debug.add_subparsers(dest="debug_command", metavar="ACTION", parser_class=_OneLineParser)
+    debug.set_defaults(handler=lambda args: _usage(debug), parser=debug)
+
+    on = actions.add_parser("on", help="grant a level to a session or a user",
+                            description="Export the records of one session (or user) at LEVEL in every service "
+                                        "until the grant expires or is revoked.")
+    target = on.add_mutually_exclusive_group(required=True)
+    target.add_argument("--session", metavar="ID", help="the session.id to debug")
+    target.add_argument("--user", metavar="ID", help="the user.id to debug")
+    on.add_argument("--level", metavar="LEVEL", default="DEBUG", help="the granted level (default DEBUG)")
+    on.add_argument("--for", dest="ttl", metavar="DURATION", type=_type(parse_duration), default=900.0,
+                    help="how long: 90s, 15m, 2h or seconds, at most 24h (default 15m)")
+    on.add_argument("--reason", metavar="TEXT", default="", help="why, for the audit")
+    on.add_argument("--by", metavar="NAME", default="", help="who, for the audit (default: the OS user name)")
+
+    off = actions.add_parser("off", help="revoke the grants of a session, a user, or one grant",
+                             description="Revoke every live grant for a session or a user, or one grant by id.")
+    which = off.add_mutually_exclusive_group(required=True)
+    which.add_argument("--session", metavar="ID", help="every grant for this session.id")
+    which.add_argument("--user", metavar="ID", help="every grant for this user.id")
+    which.add_argument("--id", dest="grant_id", metavar="GRANT", help="this grant")
+    off.add_argument("--by", metavar="NAME", default="", help="who, for the audit (default: the OS user name)")
+
+    listing = actions.add_parser("list", help="the live grants", description="Print the live grants.")
+    listing.add_argument("--json", action="store_true", help="one JSON object a grant")
+
+    audit = actions.add_parser("audit", help="print the audit stream",
+                               description="Print the audit stream: grants created, revoked, expired, and their "
+                                           "first use in each service.")
+    audit.add_argument("--since", metavar="DURATION", type=_type(parse_duration),
+                       help="entries from this long ago: 90s, 15m, 2h, 1d or seconds (default: all)")
+    audit.add_argument("--json", action="store_true", help="one JSON object an entry")
+
+    for action, handler in ((on, _debug_on), (off, _debug_off), (listing, _debug_list), (audit, _debug_audit)):
+        action.add_argument("--redis-url", metavar="URL", help=redis_help)
+        action.set_defaults(handler=_debug(handler), parser=action)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _debug(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad input or an unreachable Redis: one line on stderr, exit 2. The audit records go to the
+    exporter the environment names (`OTEL_LOGS_EXPORTER`, an OTLP endpoint), else nowhere: stdout
+    already says what happened."""
+
+    def run(args: argparse.Namespace) -> int:
+        parser: argparse.ArgumentParser = args.parser
+        telemetry = _audit_export()
+        try:
+            return handler(args)
+        except ValueError as exc:
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:
+            _silence_stdout()
+            return 0
+        finally:
+            if telemetry is not None:
+                telemetry.shutdown()
+
+    return run
+
+
+def _audit_export() -> typing.Any:
+    import logging
+
+    from otel_session._grants import DEFAULT_SERVICE, audit_logger
+
+    wanted = ("OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+    if any(os.environ.get(name, "").strip() for name in wanted):
+        from otel_session._configure import configure, configured
+
+        if configured() is None:
+            return configure(service_name=os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE)
+        return None
+    if not audit_logger.handlers and not logging.getLogger().handlers:
+        audit_logger.addHandler(logging.NullHandler())  # not the stdlib's last-resort echo on stderr
+    return None
+
+
+def _target(grant: typing.Any) -> str:
+    return str(grant.target)
+
+
+def _debug_on(args: argparse.Namespace) -> int:
+    from otel_session import grants
+
+    made = grants.grant(session_id=args.session, user_id=args.user, level=args.level, ttl_s=args.ttl,
+                        reason=args.reason, by=args.by, redis_url=args.redis_url)
+    print(f"{made.id}: {made.level} for {_target(made)} until {_when(made.expires_at)} "
+          f"({_span(made.remaining_s())}), by {made.by}" + (f": {made.reason}" if made.reason else ""))
+    return 0
+
+
+def _debug_off(args: argparse.Namespace) -> int:
+    from otel_session import grants
+
+    gone = grants.revoke(args.grant_id, session_id=args.session, user_id=args.user, by=args.by,
+                         redis_url=args.redis_url)
+    if not gone:
+        what = f"grant {args.grant_id}" if args.grant_id else f"grant for {'session' if args.session else 'user'} " \
+               f"{args.session or args.user}"
+        print(f"no live {what}: nothing revoked")
+    for grant in gone:
+        print(f"revoked {grant.id}: {grant.level} for {_target(grant)} (was until {_when(grant.expires_at)})")
+    return 0
+
+
+def _debug_list(args: argparse.Namespace) -> int:
+    from otel_session import grants
+
+    live = grants.active(redis_url=args.redis_url)
+    if args.json:
+        for grant in live:
+            print(json.dumps(grant.as_dict(), ensure_ascii=False))
+        return 0
+    if not live:
+        print("no live grants")
+        return 0
+    _table(("ID", "TARGET", "LEVEL", "UNTIL", "LEFT", "BY", "REASON"),
+           [(g.id, _target(g), g.level, _when(g.expires_at), _span(g.remaining_s()), g.by, g.reason) for g in live])
+    return 0
+
+
+def _debug_audit(args: argparse.Namespace) -> int:
+    from otel_session import grants
+
+    entries = grants.audit(since_s=args.since, redis_url=args.redis_url)
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry, ensure_ascii=False))
+        return 0
+    if not entries:
+        print("no audit entries")
+        return 0
+    rows = []
+    for entry in entries:
+        target = f"session {entry['session_id']}" if entry["session_id"] else f"user {entry['user_id'] or '-'}"
+        rows.append((_when(entry["at"]) if entry["at"] is not None else "-", entry["event"], entry["grant_id"],
+                     target, entry["level"], entry["service"], entry["by"], entry["reason"]))
+    _table(("TIME", "EVENT", "GRANT", "TARGET", "LEVEL", "SERVICE", "BY", "REASON"), rows)
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    cleaned = [[_CONTROL_CHARS.sub("?", cell) for cell in row] for row in rows]
+    widths = [max(len(header[i]), *(len(row[i]) for row in cleaned)) for i in range(len(header) - 1)]
+    for row in (header, *cleaned):
+        print("  ".join([cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]).rstrip())
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _when(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _span(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs or not whole
+                                                                                   else "")
 
 
 if __name__ == "__main__":

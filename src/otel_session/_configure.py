@@ -45,6 +45,7 @@ from otel_session._file_exporter import OtlpJsonFileExporter, log_dir
 from otel_session._handler import BridgeHandler
 from otel_session._levels import parse_level, resolve_level
 from otel_session._processor import SessionLogProcessor
+from otel_session._signing import ENV_KEY, key_bytes
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE
 
 logger = logging.getLogger(__name__)
@@ -214,10 +215,21 @@ def configure(
     capture_max_bytes: int | None = None,
     capture_max_open: int | None = None,
     capture_idle_ttl_s: float | None = None,
+    redis_url: str | None = None,
+    signing_key: str | bytes | None = None,
 ) -> Telemetry:
-    """Set up (or re-point) session-scoped logging for this process; safe to call repeatedly."""
+    """Set up (or re-point) session-scoped logging for this process; safe to call repeatedly.
+
+    `redis_url` (or `OTEL_SESSION_REDIS_URL`): honour the live debug grants held there
+    (`otel_session.grants`); an unreachable Redis is retried in the background, never an error here.
+
+    `signing_key` (or `OTEL_SESSION_SIGNING_KEY`): levels travelling in baggage count only when
+    signed with it (`_signing`); once set it stays until another key is given (or `reset()`)."""
     if level is not None:
         parse_level(level)  # validate before anything changes
+    signing = signing_key if signing_key is not None else os.environ.get(ENV_KEY, "").strip() or None
+    if signing is not None:
+        key_bytes(signing)  # validate before anything changes
     limits = {
         k: v
         for k, v in {
@@ -232,6 +244,8 @@ def configure(
         STATE.captures.set_limits(**limits)  # validates before anything changes
         if baggage_keys is not None:
             STATE.set_baggage_keys(baggage_keys)
+        if signing is not None:
+            STATE.set_signing_key(signing)
         name = service_name or os.environ.get("OTEL_SERVICE_NAME") or None
         current = STATE.telemetry
         first = current is None
@@ -260,6 +274,9 @@ def configure(
         _stdlib.install()
         _diagnostics.show_sdk_errors()
         _set_default_level(level, first)
+        grants_url = redis_url or os.environ.get("OTEL_SESSION_REDIS_URL")
+        if grants_url:
+            STATE.watch_grants(grants_url, os.environ.get("OTEL_SESSION_REDIS_PREFIX", ""), actual)
         if name and name != actual and name not in STATE.warned_names:
             STATE.warned_names.add(name)  # once per name: a reloaded plugin calls this on every load
             logger.warning(

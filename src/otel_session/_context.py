@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -23,10 +23,12 @@ from opentelemetry.context import Context, create_key
 from otel_session._levels import parse_level
 from otel_session._record import EMPTY, attributes_size
 from otel_session._severity import severity_of
-from otel_session._validation import LOG_LEVEL
+from otel_session._signing import signer
+from otel_session._validation import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID, USER_ID
 
 if TYPE_CHECKING:
     from otel_session._capture import Capture
+    from otel_session._grants_watch import GrantTable
 
 MAX_VALUE_LEN = 256
 NO_FLOOR = 1 << 30  # a stdlib level no record reaches: the context asks for nothing
@@ -76,22 +78,27 @@ class KeyMatcher:
         self.patterns = tuple(patterns)
         self.exact, self.prefixes = frozenset(exact), tuple(prefixes)
 
-    def __call__(self, key: str) -> bool:
-        return key in self.exact or key.startswith(self.prefixes)
+    def __call__(self, key: str) -> bool:  # a level's signature is no session attribute, whatever the patterns
+        return (key in self.exact or key.startswith(self.prefixes)) and key != LOG_LEVEL_SIG
 
 
 def baggage_level(values: Mapping[str, object]) -> int | None:
-    """The export level a baggage mapping carries, or None (absent or not a level)."""
+    """The export level a baggage mapping carries, or None (absent, not a level, or — with a
+    signing key — not validly signed for this session: `_signing`, warned once a minute)."""
     raw = values.get(LOG_LEVEL)
     if raw is None:
         return None
     try:
-        return parse_level(raw)  # type: ignore[arg-type]
+        level = parse_level(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+    return level if signer.key is None else signer.level(values, level)
 
 
-def compute(ctx: Context, generation: int, keys: KeyMatcher) -> Meaning:
+def compute(ctx: Context, generation: int, keys: KeyMatcher, grants: GrantTable | None = None,
+            on_grant: Callable[[str], None] | None = None) -> Meaning:
+    """`grants`: live debug grants; one for the context's session or user lowers its export level
+    (never a capture's), and `on_grant` hears which grant did."""
     attrs = []
     values = baggage.get_all(ctx)
     for key, value in values.items():
@@ -100,7 +107,13 @@ def compute(ctx: Context, generation: int, keys: KeyMatcher) -> Meaning:
             attrs.append((key, text[:MAX_VALUE_LEN]))
     captures = ctx.get(CAPTURES_KEY) or ()
     live = tuple(c for c in captures if not c.closed)  # type: ignore[attr-defined, union-attr]
-    meaning = Meaning(generation, tuple(attrs), baggage_level(values), live)
+    export = baggage_level(values)
+    granted = grants.level(values.get(SESSION_ID), values.get(USER_ID)) if grants else None
+    if granted is not None and (export is None or granted[0] < export):
+        export = granted[0]
+        if on_grant is not None:
+            on_grant(granted[1])
+    meaning = Meaning(generation, tuple(attrs), export, live)
     with contextlib.suppress(AttributeError, TypeError):  # a Context subclass with slots: no cache
         setattr(ctx, _ATTR, meaning)
     return meaning
@@ -115,6 +128,7 @@ class Asking:
     def __init__(self) -> None:
         self._lock = threading.RLock()  # weakref callbacks may run inside a locked region
         self._refs: set[weakref.ref[Meaning]] = set()
+        self.forced = False  # a debug grant is live: any context may ask
         self.armed = False
 
     def add(self, meaning: Meaning) -> None:
@@ -125,12 +139,17 @@ class Asking:
     def _gone(self, ref: weakref.ref[Meaning]) -> None:
         with self._lock:
             self._refs.discard(ref)
-            self.armed = bool(self._refs)
+            self.armed = self.forced or bool(self._refs)
+
+    def force(self, on: bool) -> None:
+        with self._lock:
+            self.forced = on
+            self.armed = on or bool(self._refs)
 
     def clear(self) -> None:
         with self._lock:
             self._refs.clear()
-            self.armed = False
+            self.forced = self.armed = False
 
     def after_fork(self) -> None:
         self._lock = threading.RLock()

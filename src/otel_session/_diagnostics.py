@@ -37,6 +37,11 @@ class _RateLimit(logging.Filter):
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Forget every window (for `reset()`)."""
+        with self._lock:
+            self._kinds.clear()
+
     def filter(self, record: logging.LogRecord) -> bool:
         now = time.monotonic()
         kind = (record.name, str(record.msg))

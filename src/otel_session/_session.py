@@ -12,6 +12,7 @@ from otel_session import _validation as v
 from otel_session._context import baggage_level
 from otel_session._levels import level_name, parse_level
 from otel_session._scope import Scope, detach
+from otel_session._signing import signer, ttl_error
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ class session(_Attached):  # noqa: N801 - used like a function: `with session(..
 
     `None` keeps what the current context already has; `edge=True` starts from empty baggage, so
     nothing a client sent survives. Invalid values raise ValueError before anything is attached.
+
+    With a signing key (`configure(signing_key=)`, `OTEL_SESSION_SIGNING_KEY`) the level is signed
+    for this session id, valid for `log_level_ttl_s` (default 24 h) from the block's start; a level
+    kept from the outer context under a new session id is signed again for it, if it counted.
     """
 
     def __init__(
@@ -87,7 +92,13 @@ class session(_Attached):  # noqa: N801 - used like a function: `with session(..
         log_level: str | int | None = None,
         edge: bool = False,
         extra: Mapping[str, str] | None = None,
+        *,
+        log_level_ttl_s: float | None = None,
     ) -> None:
+        if log_level_ttl_s is not None:
+            error = "is only for a session that sets log_level" if log_level is None else ttl_error(log_level_ttl_s)
+            if error:
+                raise ValueError(f"log_level_ttl_s: {error}")
         entries: dict[str, str] = {}
         for key, value, check in (
             (v.SESSION_ID, session_id, v.id_error),
@@ -111,9 +122,12 @@ class session(_Attached):  # noqa: N801 - used like a function: `with session(..
                 entries[key] = value
         self._entries = entries
         self._edge = edge
+        self._ttl_s = log_level_ttl_s
 
     def _context(self) -> Context:
-        ctx = baggage.clear() if self._edge else context.get_current()
+        outer = ctx = baggage.clear() if self._edge else context.get_current()
         for key, value in self._entries.items():
             ctx = baggage.set_baggage(key, value, ctx)
+        if v.LOG_LEVEL in self._entries or v.SESSION_ID in self._entries:
+            ctx = signer.stamp(outer, ctx, self._ttl_s, new_level=v.LOG_LEVEL in self._entries)
         return ctx

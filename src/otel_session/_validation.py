@@ -14,7 +14,8 @@ SESSION_ID = "session.id"
 USER_ID = "user.id"
 USER_NAME = "user.name"
 LOG_LEVEL = "otel_session.log_level"
-RESERVED_KEYS = frozenset({SESSION_ID, USER_ID, USER_NAME, LOG_LEVEL})
+LOG_LEVEL_SIG = "otel_session.log_level_sig"  # `_signing`: never a record attribute
+RESERVED_KEYS = frozenset({SESSION_ID, USER_ID, USER_NAME, LOG_LEVEL, LOG_LEVEL_SIG})
 
 ID_MAX = 128
 TEXT_MAX = 256
@@ -22,6 +23,7 @@ TEXT_MAX = 256
 _ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _EXTRA_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+SIGNATURE = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")  # `<expiry>.<hex HMAC-SHA256>`
 
 
 def _short(value: str) -> str:
@@ -65,6 +67,12 @@ def level_error(value: object) -> str | None:
     return None
 
 
+def signature_error(value: object) -> str | None:
+    if not isinstance(value, str) or not SIGNATURE.fullmatch(value):
+        return "not a level signature (<expiry>.<64 hex digits>)"
+    return None
+
+
 def entry_error(key: str, value: object) -> str | None:
     """Why an incoming `key=value` may not travel on, or None when it may.
 
@@ -73,6 +81,8 @@ def entry_error(key: str, value: object) -> str | None:
     """
     if key == LOG_LEVEL:
         return level_error(value)
+    if key == LOG_LEVEL_SIG:
+        return signature_error(value)
     if is_id_key(key):
         return id_error(value)
     if key == USER_NAME:

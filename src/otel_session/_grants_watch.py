@@ -1,0 +1,145 @@
+"""Live debug grants in this process: a thread that mirrors the grants held in Redis.
+
+The emit path never talks to Redis. It reads `STATE.grants`, an immutable `GrantTable`, when it
+computes what a Context means (once per Context object); the watcher swaps in a new table and
+bumps the generation when the grants change (a version counter polled every `poll_s`) or when one
+of them expires here. While any grant is live the stdlib gate looks at every context (a session
+that started before the grant must switch too); with none it costs nothing.
+
+Redis away: the table stays as it was, entries still expire by their own clock, one warning per
+outage, and the thread keeps trying. A grant's first use in this process is audited from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_session import _grants
+from otel_session._grants import Grant
+
+logger = logging.getLogger("otel_session.grants")
+
+POLL_S = 0.5
+SWEEP_S = 5.0
+
+
+@dataclass(frozen=True)
+class GrantTable:
+    """Who is granted what, now: session id or user id -> (stdlib level, grant id); lowest level wins."""
+
+    by_session: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    by_user: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    next_expiry: float = math.inf
+
+    def __bool__(self) -> bool:
+        return bool(self.by_session or self.by_user)
+
+    def level(self, session_id: object, user_id: object) -> tuple[int, str] | None:
+        found = [g for g in (self.by_session.get(session_id) if isinstance(session_id, str) else None,
+                             self.by_user.get(user_id) if isinstance(user_id, str) else None) if g]
+        return min(found) if found else None
+
+
+NO_GRANTS = GrantTable()
+
+
+def table_of(grants: Iterable[Grant], now: float) -> GrantTable:
+    """The live grants among the stored ones (expired ones are left out)."""
+    by_session: dict[str, tuple[int, str]] = {}
+    by_user: dict[str, tuple[int, str]] = {}
+    next_expiry = math.inf
+    for grant in grants:
+        if grant.expires_at <= now:
+            continue
+        next_expiry = min(next_expiry, grant.expires_at)
+        level = grant.levelno
+        for who, table in ((grant.session_id, by_session), (grant.user_id, by_user)):
+            if who and (who not in table or level < table[who][0]):
+                table[who] = (level, grant.id)
+    return GrantTable(by_session, by_user, next_expiry)
+
+
+class GrantWatcher:
+    def __init__(self, redis_url: str, prefix: str = "", service: str = "", poll_s: float = POLL_S) -> None:
+        self.redis_url, self.prefix, self.service, self.poll_s = redis_url, prefix, service, poll_s
+        self._stop = threading.Event()
+        self._used: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._grants: dict[str, Grant] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="otel-session-grants", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+
+    def used(self, grant_id: str) -> None:
+        """A context in this process is exported at this grant's level (called once per grant)."""
+        self._used.put(grant_id)
+
+    def _run(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_connect_timeout=1,
+                                      socket_timeout=1, **_quiet())
+        version: int | None = None
+        last_sweep = 0.0
+        down = False
+        while not self._stop.is_set():
+            try:
+                if _grants.version(client, prefix=self.prefix) != version:
+                    version, live = _grants.load_active(client, prefix=self.prefix)
+                    self._grants = {g.id: g for g in live}
+                if time.monotonic() - last_sweep > SWEEP_S:
+                    last_sweep = time.monotonic()
+                    _grants.sweep(client, self.service, prefix=self.prefix)
+                self._audit_uses(client)
+                if down:
+                    logger.info("Debug grants: Redis reachable again")
+                down = False
+            except (redis.RedisError, OSError) as exc:
+                if not down:
+                    logger.warning("Debug grants: Redis at %s unreachable (%s); keeping the grants known so far "
+                                   "until they expire", _grants.safe_url(self.redis_url), type(exc).__name__)
+                down = True
+            self._publish()
+            self._stop.wait(self.poll_s)
+        client.close()
+
+    def _publish(self) -> None:
+        from otel_session._state import STATE
+
+        table = table_of(self._grants.values(), time.time())
+        current = STATE.grants
+        if (table.by_session, table.by_user) != (current.by_session, current.by_user):
+            STATE.set_grants(table)
+
+    def _audit_uses(self, client: Any) -> None:
+        while True:
+            try:
+                grant = self._grants.get(self._used.get_nowait())
+            except queue.Empty:
+                return
+            if grant is not None:
+                _grants.record_use(client, grant, self.service, prefix=self.prefix)
+
+
+def _quiet() -> dict[str, Any]:
+    """No maintenance-notifications handshake (redis-py 7+): a Redis before 8 refuses it, and the
+    client logs that, outside any session, in every configured process."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
