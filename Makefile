@@ -12,9 +12,9 @@ demo: redis $(VENV)/.installed
 
 ## Set up both environments, make sure Redis runs, and run the suite twice:
 ## on the newest releases, and on Open WebUI 0.12's pins.
-## Two workers, one test file each at a time: the bot tests start real processes, and this uses both cores.
+## Two workers: the bot tests start real processes, and this uses both cores.
 ## The pins are the manifold's host's; the bot services run on the newest releases only.
-PYTEST := -m pytest -q -n 2 --dist loadfile
+PYTEST := -m pytest -q -n 2 --dist load
 test: redis
 	$(MAKE) -j2 $(VENV)/.installed $(PINS_VENV)/.installed
 	$(MAKE) test-latest test-pins

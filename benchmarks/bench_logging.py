@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import statistics
 import threading
 import time
@@ -25,7 +26,9 @@ from opentelemetry.sdk.resources import Resource
 
 import otel_session
 from otel_session import SessionLogProcessor, _stdlib
+from otel_session._grants_watch import GrantTable
 from otel_session._handler import BridgeHandler
+from otel_session._state import STATE
 
 
 class DiscardingExporter(LogRecordExporter):
@@ -88,7 +91,8 @@ def main() -> None:
     }
     names = [*exporting, "otel_session, capture open", "stdlib, disabled debug",
              "disabled debug, no session live",
-             "debug elsewhere while a session is at DEBUG"]
+             "debug elsewhere while a session is at DEBUG",
+             "enrich + gate, no grants", "grants configured, none live", "one grant live, for another session"]
     results: dict[str, list[float]] = {name: [] for name in names}
     few = args.calls * 10
 
@@ -123,6 +127,19 @@ def main() -> None:
         stop.set()
         thread.join()
 
+        # Debug grants: the watcher runs beside (its own thread, not timed here), the emit path only
+        # reads its mirror. Each round: no grants, grants configured and none live, one grant live
+        # for another session; ratios against the first.
+        other = GrantTable(by_session={"someone-else": (logging.DEBUG, "g-bench")})
+        for _ in range(args.rounds):
+            results["enrich + gate, no grants"].append(time_calls(info(ours), args.calls))
+            STATE.watch_grants(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), "bench-grants:", "bench")
+            results["grants configured, none live"].append(time_calls(info(ours), args.calls))
+            STATE.set_grants(other)
+            results["one grant live, for another session"].append(time_calls(info(ours), args.calls))
+            STATE.stop_grants()
+            p_ours.force_flush()
+
     def report(name: str, base: str, suffix: str = "") -> None:
         pairs = list(zip(results[name], results[base], strict=False))
         if name == "debug elsewhere while a session is at DEBUG":
@@ -134,8 +151,10 @@ def main() -> None:
     print(f"{'pipeline':44} {'ns/call':>9} {'ratio':>7}")
     for name in [*exporting, "otel_session, capture open"]:
         report(name, "plain OTel SDK")
-    for name in names[-3:]:
+    for name in names[-6:-3]:
         report(name, "stdlib, disabled debug", " (vs stdlib)")
+    for name in names[-2:]:
+        report(name, "enrich + gate, no grants", " (vs no grants)")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ Every process and every Redis key it made is cleaned up on exit, Ctrl-C included
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +27,7 @@ import redis
 
 from bot.harness import Deployment, wait_for
 from bot.service import DEFAULT_REDIS_URL
+from otel_session import grants
 
 SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
 
@@ -102,13 +105,41 @@ def run(redis_url: str, log_dir: Path) -> int:
             say(f"{join.who}'s bot asked the manifold a question; the run logged under the same session and trace")
 
         say()
+        ada = joins[0]
+        say(f"Midway: DEBUG on for {ada.who}'s live session, for 5 minutes "
+            f"(otel-session debug on --session {ada.session_id} --for 5m)")
+        grant = grants.grant(session_id=ada.session_id, ttl_s=300, reason="demo: chasing a live problem",
+                             by="demo", redis_url=dep.redis_url, prefix=dep.keys.prefix)
+        switched_ns = time.time_ns()
+        time.sleep(2.5)  # every service switches within 2 s
+        again = Join(ada.who, ada.session_id, ada.user_id, "https://rooms.example/standup-2")
+        reply = dep.join(room_url=again.room_url, sessionId=again.session_id, userId=again.user_id,
+                         userName=again.who)
+        reply.raise_for_status()
+        again.launch_id = reply.json()["launchId"]
+        dep.wait_status(again.launch_id, "running")
+        wait_for(lambda: len(_citations(dep.manifold_url, ada.session_id) or []) >= 2, 60,
+                 what=f"the manifold's answer to {ada.who}'s second bot")
+        say(f"{ada.who} joined a second room with the same session (a second tab): that launch ran at DEBUG in "
+            "every service")
+        joins.append(again)
+        every = {"bot-gateway", "bot-operator", "bot-runner", "manifold"}
+        with contextlib.suppress(TimeoutError):  # each service audits its first use within a poll
+            wait_for(lambda: every <= {e["service"] for e in grants.audit(redis_url=dep.redis_url,
+                                                                          prefix=dep.keys.prefix)
+                                       if e["event"] == "used"}, 5, interval=0.2, what="the uses audited")
+        grants.revoke(grant.id, by="demo", redis_url=dep.redis_url, prefix=dep.keys.prefix)
+        audit = grants.audit(redis_url=dep.redis_url, prefix=dep.keys.prefix)
+
+        say()
         say("Ending the sessions (POST /leave on the gateway)")
         for join in joins:
             left = httpx.post(f"{dep.gateway_url}/leave", json={"launchId": join.launch_id}, timeout=30).json()
             say(f"  {join.who}'s launch: {left['status']}")
         wait_for(lambda: not dep.cold_bots(), 30, what="the cold bot to exit")
         dep.stop_all()
-        _report(joins, dep.otel_dir)
+        _report(joins[:3], dep.otel_dir, switched_ns)
+        _audit_report(audit)
         return 0
     except KeyboardInterrupt:
         say("\nInterrupted; cleaning up")
@@ -120,22 +151,37 @@ def run(redis_url: str, log_dir: Path) -> int:
         dep.cleanup()
 
 
-def _report(joins: list[Join], log_dir: Path) -> None:
+def _report(joins: list[Join], log_dir: Path, switched_ns: int) -> None:
     from otel_session.log_reader import read_records
 
     records = list(read_records(log_dir))
+    debug: dict[str, dict[str, int]] = {}
     for join in joins:
         mine = [r for r in records if r.session_id == join.session_id]
         join.counts = {s: sum(1 for r in mine if r.service == s) for s in SERVICES}
+        debug[join.session_id] = {s: sum(1 for r in mine if r.service == s and r.level == "DEBUG"
+                                         and r.time_unix_nano >= switched_ns) for s in SERVICES}
     say()
     for join in joins:
         say(f"== {join.who}: session {join.session_id} ({join.kind}), trace {join.trace_id}")
         say("   records per service: " + ", ".join(f"{s} {n}" for s, n in join.counts.items()))
+        counts = debug[join.session_id]
+        say("   DEBUG records after the grant: " + (", ".join(f"{s} {n}" for s, n in counts.items())
+                                                     if any(counts.values()) else "none"))
         say("   the manifold's Logs citation:")
         for line in join.citation.strip("`").strip().removeprefix("text").strip().splitlines():
             say(f"     {line}")
         say(f"   see them all: otel-session logs --dir {log_dir} --session {join.session_id}")
         say()
+
+
+def _audit_report(audit: list[dict[str, Any]]) -> None:
+    say("== The audit (otel_session:audit; each entry was also a WARNING record on otel_session.audit)")
+    for entry in audit:
+        who = entry.get("session_id") or entry.get("user_id")
+        say(f"   {entry['event']:8} grant {entry['grant_id']} for {who}, {entry['level']}, by {entry['by']}, "
+            f"service {entry['service']}")
+    say()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -104,6 +104,7 @@ class Dispatch:
         job = self.job
         if claim.outcome == "claimed":
             self.attempt = claim.attempt
+            logger.debug("Launch %s claimed: attempt %d by %s", job.launchId, claim.attempt, self.operator_id)
             return None
         self.attempt = 0
         self.outcome = claim.outcome

@@ -208,6 +208,8 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
                                **{"Retry-After": str(RETRY_AFTER_FULL_S)})
             trace_id = format(span.get_span_context().trace_id, "032x")
             logger.info("Launch queued for room %s", where)
+            logger.debug("Join details: user %s, personality %s, token %s", req.userId, req.personalityId,
+                         "given" if req.token else "none")
         return JSONResponse(
             {"status": "queued", "sessionId": session_id, "launchId": launch_id, "traceId": trace_id},
             status_code=202,

@@ -128,7 +128,8 @@ class Deployment:
                          if not k.startswith(("OTEL_", "BOT_", "TRACEPARENT", "TRACESTATE", "BAGGAGE"))}
         self.base_env.update({
             "REDIS_URL": self.redis_url, "BOT_KEY_PREFIX": self.keys.prefix,
-            "OTEL_SESSION_REDIS_PREFIX": self.keys.prefix, "OTEL_LOGS_EXPORTER": "file",
+            "OTEL_SESSION_REDIS_URL": self.redis_url, "OTEL_SESSION_REDIS_PREFIX": self.keys.prefix,
+            "OTEL_LOGS_EXPORTER": "file",
             "OTEL_SESSION_LOG_DIR": str(self.otel_dir), "OTEL_BLRP_SCHEDULE_DELAY": "100",
             "BOT_CONSOLE_LEVEL": "WARNING", "GLOBAL_LOG_LEVEL": "INFO", **env})
 

@@ -32,6 +32,15 @@ def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
         assert all(int(n) > 0 for n in counts.values()), block
         assert "Calling gpt-4.1-mini" in block  # the citation the manifold produced
         assert f"otel-session logs --dir {tmp_path} --session demo-session-{who}" in block
+        debug = block.split("DEBUG records after the grant: ")[1].splitlines()[0]
+        if who == "ada":  # the session the demo turned DEBUG on for, midway
+            after = dict(re.findall(r"(bot-gateway|bot-operator|bot-runner|manifold) (\d+)", debug))
+            assert set(after) == {"bot-gateway", "bot-operator", "bot-runner", "manifold"}, debug
+            assert all(int(n) > 0 for n in after.values()), debug
+        else:
+            assert debug == "none"
+    audit = text.split("== The audit")[1]
+    assert "created  grant" in audit and "used     grant" in audit and "revoked  grant" in audit
     prefix = re.search(r"Redis keys under (demo-[0-9a-f]+:)", text).group(1)
     client = redis.Redis.from_url(REDIS_URL)
     assert list(client.scan_iter(match=f"{prefix}*")) == []  # cleaned up
