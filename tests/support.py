@@ -16,13 +16,9 @@ from typing import Any
 
 import httpx
 
+from bot.harness import free_port  # noqa: F401 - one definition, re-exported for the tests
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> Any:

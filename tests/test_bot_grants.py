@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
 from otel_session import grants
 from tests.support import wait_for
 
@@ -48,3 +50,26 @@ def test_a_grant_switches_a_running_warm_bot_to_debug_and_a_revoke_back(platform
     assert not _debug_after(platform, launch, settled)
     assert [e["event"] for e in grants.audit(redis_url=platform.redis_url)] == ["created", "used", "revoked"]
     assert platform.wait_status(other, "running")
+
+
+def test_a_user_grant_reaches_a_manifold_run_and_no_one_elses(platform, monkeypatch):
+    monkeypatch.setenv("OTEL_SESSION_REDIS_PREFIX", platform.keys.prefix)
+    url = platform.start_manifold()
+
+    def ask(user: str, chat: str) -> None:
+        body = {"model": "gpt-4.1-mini", "stream": False, "user": user,
+                "messages": [{"role": "user", "content": "hello"}]}
+        assert httpx.post(f"{url}/v1/chat/completions", json=body, headers={"x-chat-id": chat},
+                          timeout=30).status_code == 200
+
+    grants.grant(user_id="u-debugged", ttl_s=60, reason="a user reports odd answers", by="ops",
+                 redis_url=platform.redis_url)
+    wait_for(lambda: [e for e in grants.audit(redis_url=platform.redis_url) if e["event"] == "created"], 5)
+    time.sleep(2.0)  # the manifold's watcher polls every 0.5 s
+    ask("u-debugged", "chat-debugged")
+    ask("u-other", "chat-other")
+    platform.stop_all()
+    records = [r for r in platform.records() if r["service"] == "manifold"]
+    debugged = [r for r in records if r["level"] == "DEBUG" and r["attrs"].get("user.id") == "u-debugged"]
+    assert debugged and any("Request body keys" in (r["message"] or "") for r in debugged)
+    assert not [r for r in records if r["level"] == "DEBUG" and r["attrs"].get("user.id") == "u-other"]
