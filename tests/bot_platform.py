@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 
 from bot import rooms
 from bot.harness import Deployment, Service, wait_for
+from bot.keys import Keys
 from tests.support import otlp_records
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -71,3 +76,18 @@ class Platform(Deployment):
 
     def records(self) -> list[dict[str, Any]]:  # type: ignore[override] - the tests read the wire form
         return otlp_records(self.otel_dir)
+
+
+def run_with_redis(test: Callable[[Any, Keys], Awaitable[None]]) -> None:
+    """Run an async test against the real Redis under its own key prefix, cleaned up after."""
+    async def main() -> None:
+        keys = Keys(f"test-{uuid.uuid4().hex[:10]}:")
+        r = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            await test(r, keys)
+        finally:
+            async for key in r.scan_iter(match=f"{keys.prefix}*"):
+                await r.delete(key)
+            await r.aclose()
+
+    asyncio.run(main())

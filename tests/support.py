@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 import select
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bot.harness import free_port  # noqa: F401 - one definition, re-exported for the tests
 
@@ -30,45 +25,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
-
-
-class Proc:
-    """A service in its own process, stopped with SIGTERM like an orchestrator would."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=self._out,
-                                      stderr=subprocess.STDOUT)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def wait_http(self, url: str, timeout: float = 20.0) -> None:
-        def up() -> bool:
-            if self.popen.poll() is not None:
-                raise AssertionError(f"process exited with {self.popen.returncode}:\n{self.output()}")
-            try:
-                return httpx.get(url, timeout=0.5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, timeout, what=url)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._out.close()
-        return self.popen.returncode
 
 
 def otlp_records(directory: Path) -> list[dict[str, Any]]:

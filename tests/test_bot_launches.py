@@ -5,31 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 
 import pytest
-import redis.asyncio as aioredis
 
-from bot.keys import Keys
 from bot.launches import Launches, job_sha
 from bot.settings import Settings
-from tests.bot_platform import REDIS_URL
+from tests.bot_platform import run_with_redis
 
 ROOM = "a" * 32
 
 
-def _run(test):
-    async def main():
-        keys = Keys(f"test-{uuid.uuid4().hex[:10]}:")
-        r = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-        try:
-            await test(r, keys)
-        finally:
-            async for key in r.scan_iter(match=f"{keys.prefix}*"):
-                await r.delete(key)
-            await r.aclose()
-
-    asyncio.run(main())
 
 
 def _launches(r, keys, **settings) -> Launches:
@@ -51,7 +36,7 @@ def test_a_room_takes_one_queued_launch_and_a_full_queue_says_so():
         assert (await launches.record("L1"))["status"] == "queued"
         assert await launches.record("L2") is None
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_only_the_claimed_attempt_may_start_and_giving_up_fences_it():
@@ -75,7 +60,7 @@ def test_only_the_claimed_attempt_may_start_and_giving_up_fences_it():
         assert (await launches.status("L1"))["status"] == "failed"
         assert (await launches.record("L1"))["status"] == "running"
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_status_of_a_live_launch_is_its_record():
@@ -87,7 +72,7 @@ def test_status_of_a_live_launch_is_its_record():
         assert (await launches.status("L1"))["status"] == "starting"
         assert await launches.status("nope") is None
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_a_keepalive_renews_only_its_own_running_attempt_and_release_ends_the_launch():
@@ -107,7 +92,7 @@ def test_a_keepalive_renews_only_its_own_running_attempt_and_release_ends_the_la
         assert not await r.exists(keys.admin_queue("L1"))
         assert (await launches.record("L1"))["status"] == "ended"
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_a_queued_launch_keeps_its_room_however_long_it_waits():
@@ -124,7 +109,7 @@ def test_a_queued_launch_keeps_its_room_however_long_it_waits():
         assert claim.outcome == "claimed" and (await launches.lock(ROOM))["status"] == "starting"
         assert await launches.renew_claims() == 0 and not await r.hlen(keys.claims)
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_a_newer_launch_in_the_room_makes_the_old_claim_fail():
@@ -133,7 +118,7 @@ def test_a_newer_launch_in_the_room_makes_the_old_claim_fail():
         await launches.enqueue(_pending("L-new"), "job")
         assert (await launches.claim(_pending("L-old"), "op")).outcome == "taken"
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_a_job_is_adopted_only_from_an_operator_that_stopped_beating():
@@ -152,7 +137,7 @@ def test_a_job_is_adopted_only_from_an_operator_that_stopped_beating():
         assert not await launches.adopt("orphan", "op-c")  # it left the list meanwhile: nothing to adopt
         assert not await r.hexists(keys.owners, job_sha("orphan"))
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_leaving_a_queued_launch_ends_it_and_its_job_is_then_dropped():
@@ -167,7 +152,7 @@ def test_leaving_a_queued_launch_ends_it_and_its_job_is_then_dropped():
         assert (await launches.claim(_pending(), "op")).outcome == "ended"
         assert await launches.leave("nope") == "unknown"
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_leaving_a_starting_launch_refuses_its_start():
@@ -180,7 +165,7 @@ def test_leaving_a_starting_launch_refuses_its_start():
         assert (await launches.claim(_pending(), "op", expected_attempt=1)).outcome == "ended"
         assert await launches.lock(ROOM) is None and (await launches.record("L1"))["status"] == "ended"
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_requeue_hands_a_claimed_job_back_to_the_head_of_the_queue():
@@ -202,7 +187,7 @@ def test_requeue_hands_a_claimed_job_back_to_the_head_of_the_queue():
         assert (await launches.lock(ROOM))["status"] == "pending"  # the claim on the room is restored
         assert (await launches.record("L1"))["status"] == "queued"
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_cold_slots_are_capped_across_operators_and_expire():
@@ -216,7 +201,7 @@ def test_cold_slots_are_capped_across_operators_and_expire():
         await asyncio.sleep(0.6)
         assert await launches.cold_slot("d") and await launches.cold_slot("e")
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_dead_letters_are_capped_and_expire():
@@ -230,7 +215,7 @@ def test_dead_letters_are_capped_and_expire():
         assert ids == ["2", "3", "4"] and not await r.llen(keys.processing)
         assert 0 < await r.pttl(keys.dead_letter) <= 60_000
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_settings_refuse_bad_values_by_name():
@@ -255,4 +240,4 @@ def test_a_job_that_is_not_utf8_can_be_adopted_and_dead_lettered():
         assert await r.llen(keys.processing) == 0 and await r.hlen(keys.owners) == 0
         assert [json.loads(e)["id"] for e in await r.lrange(keys.dead_letter, 0, -1)] == ["x"]
 
-    _run(test)
+    run_with_redis(test)

@@ -32,7 +32,7 @@ from bot.models import Job, StartRequest
 from bot.operator import Operator, cold_env, main
 from bot.settings import Settings
 from otel_session import inject_payload, session
-from tests.bot_platform import REDIS_URL
+from tests.bot_platform import REDIS_URL, run_with_redis
 from tests.support import ROOT, free_port, wait_for
 
 ROOM = "https://rooms.example.test/op"
@@ -50,18 +50,6 @@ def logs(otel_logs):
     return otel_logs
 
 
-def _run(test: Callable[[Any, Keys], Awaitable[None]]) -> None:
-    async def main() -> None:
-        keys = Keys(f"test-{uuid.uuid4().hex[:10]}:")
-        r = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-        try:
-            await test(r, keys)
-        finally:
-            async for key in r.scan_iter(match=f"{keys.prefix}*"):
-                await r.delete(key)
-            await r.aclose()
-
-    asyncio.run(main())
 
 
 def _launches(r: Any, keys: Keys, **knobs: Any) -> Launches:
@@ -242,7 +230,7 @@ def test_poison_and_garbage_are_dead_lettered_and_the_operator_goes_on(tmp_path)
         assert cut["truncated"] and cut["job"].startswith('{"token": "[REDACTED]"')
         assert {e["job"] for e in letters} >= {"not json", "[1, 2]", '{"room_url": "https://x.test/r"}'}
 
-    _run(test)
+    run_with_redis(test)
 
 
 async def _eq(value: Awaitable[Any], want: Any) -> bool:
@@ -287,7 +275,7 @@ def test_a_job_whose_room_a_newer_launch_took_is_failed_and_dead_lettered(logs):
         assert json.loads(letter["job"])["token"] == "[REDACTED]" and "tok-old-secret" not in json.dumps(letter)
         assert (await launches.lock(Job.model_validate_json(old).room))["launch_id"] == "L-new"
 
-    _run(test)
+    run_with_redis(test)
     (rejected,) = [r for r in logs.records if r.message.startswith("Job rejected")]
     assert rejected.session_id == "s-L-old" and rejected.attributes["bot.launch_id"] == "L-old"
 
@@ -310,7 +298,7 @@ def test_a_start_that_times_out_is_fenced_and_never_becomes_a_second_bot(logs):
         for headers in frozen.headers + healthy.headers:
             assert headers["traceparent"].split("-")[1] == trace_id
 
-    _run(test)
+    run_with_redis(test)
     records = [r for r in logs.records if r.attributes.get("bot.launch_id") == "L-slow"]
     assert any("did not answer /start" in r.message for r in records)
     assert all(r.session_id == "s-L-slow" for r in records)
@@ -339,7 +327,7 @@ def test_a_timed_out_start_with_no_other_runner_goes_cold_and_only_one_bot_runs(
             await until(lambda: _eq(_zcard(r, keys.cold_slots), 0), what="the cold slot freed")
             await until(lambda: _falsy(operator.launcher.children), what="the cold bot reaped")  # no zombie
 
-    _run(test)
+    run_with_redis(test)
 
 
 async def _zcard(r: Any, key: str) -> int:
@@ -377,7 +365,7 @@ def test_a_live_operators_job_is_never_adopted_and_a_dead_ones_is():
         assert runner.started() == [("L-orphan", 2)]
         assert await launches.take("L-orphan", 1, job.room, "http://late", "warm", "{}") == "fenced"
 
-    _run(test)
+    run_with_redis(test)
 
 
 def _sha(raw: str) -> str:
@@ -399,7 +387,7 @@ def test_a_bad_pool_entry_or_a_refusing_runner_never_dead_letters_a_job_while_a_
         assert healthy.started() == [("L-pool", 3)]  # attempts 1 (closed port) and 2 (500) were given up on
         assert await dead(r, keys) == [] and await r.llen(keys.standby_pool) == 0
 
-    _run(test)
+    run_with_redis(test)
 
 
 def test_a_slow_cold_boot_does_not_stall_a_warm_launch(tmp_path):
@@ -416,7 +404,7 @@ def test_a_slow_cold_boot_does_not_stall_a_warm_launch(tmp_path):
             await until(lambda: _eq(status(launches, "L-cold"), "running"), what="the cold launch")
             (tmp_path / "stop-L-cold").touch()
 
-    _run(test)
+    run_with_redis(test)
 
 
 class RedisProxy:
@@ -484,7 +472,7 @@ def test_a_redis_failure_mid_dispatch_is_retried_not_dead_lettered_and_starts_no
             await op_redis.aclose()
         assert runner.takes == [("L-cut", 1, "ok")] and await dead(r, keys) == []  # the retry saw it running
 
-    _run(test)
+    run_with_redis(test)
 
 
 # -- bounds ---------------------------------------------------------------------------------------
@@ -507,7 +495,7 @@ def test_with_one_cold_slot_a_second_cold_job_waits_queued_and_starts_when_the_s
             await until(lambda: _eq(status(launches, "L-2"), "ended"), what="ended")
         assert sorted(t["env"]["BOT_LAUNCH_ID"] for t in cold_takes(tmp_path) if t["outcome"] == "ok") == ["L-1", "L-2"]
 
-    _run(test)
+    run_with_redis(test)
 
 
 async def _attempt_at_least(launches: Launches, launch_id: str, n: int) -> bool:
@@ -528,7 +516,7 @@ def test_a_cold_bot_that_never_starts_is_fenced_killed_retried_then_dead_lettere
             assert await launches.lock(job.room) is None
         assert (await launches.record("L-stuck"))["attempt"] == 3  # two cold bots given up on, then fenced
 
-    _run(test)
+    run_with_redis(test)
 
 
 class BrokenLauncher:
@@ -558,7 +546,7 @@ def test_a_failed_launch_is_dead_lettered_and_frees_the_room(logs):
         (letter,) = await dead(r, keys)
         assert "no capacity" in letter["reason"] and letter["launchId"] == "L-fail"
 
-    _run(test)
+    run_with_redis(test)
     (failure,) = [rec for rec in logs.records if rec.message.startswith("Launch L-fail failed")]
     assert failure.session_id == "s-fail" and "no capacity for cold bots" in (failure.exception or "")
 
@@ -603,7 +591,7 @@ def test_stopping_finishes_a_start_in_flight_or_hands_a_booting_cold_job_back(tm
         assert lock["status"] == "pending" and lock["launch_id"] == "L-back"
         assert await r.llen(keys.processing) == 0 and await r.zcard(keys.cold_slots) == 0
 
-    _run(test)
+    run_with_redis(test)
 
 
 # -- the command line -----------------------------------------------------------------------------
