@@ -246,9 +246,13 @@ def test_record_use_audits_the_first_use_once_per_service(client: Any, prefix: s
     assert 0 < client.ttl(prefix + USED + made.id) <= math.ceil(made.remaining_s()) + 61
     assert version(client, prefix) == 1  # a use is not a change
 
+    used_at = time.time()
     grants.revoke(made.id, prefix=prefix)
     assert not client.exists(prefix + USED + made.id)
-    assert _grants.record_use(client, made, "operator", prefix=prefix) is False  # gone: no use to audit
+    # a use made just before the revoke, that its process audits only now, is still a fact
+    assert _grants.record_use(client, made, "operator", prefix=prefix, at=used_at) is True
+    late = stream(client, prefix)[-1]
+    assert (late["event"], late["service"], float(late["at"])) == ("used", "operator", round(used_at, 3))
 
 
 def test_the_audit_stream_is_capped(client: Any, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:

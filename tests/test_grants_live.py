@@ -122,3 +122,30 @@ def test_a_grants_first_use_in_this_process_is_audited_once(otel_logs, store):
                     what="the use audited")
     assert len(uses) == 1 and uses[0]["grant_id"] == made.id and uses[0]["service"] == "otel-session-tests"
     assert [e["event"] for e in grants.audit(redis_url=REDIS_URL)] == ["created", "used"]
+
+
+def test_a_forked_worker_honours_grants_made_after_the_fork(otel_logs, store, tmp_path):
+    """A platform that forks workers after configure(): the watcher thread does not survive a fork;
+    the child starts its own, so a grant made later still reaches it."""
+    import os
+
+    put, _ = store
+    otel_logs.configure(redis_url=REDIS_URL)
+    result = tmp_path / "child.txt"
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 3
+        try:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not _debug_seen(otel_logs, "s-forked", f"child {time.monotonic()}"):
+                time.sleep(0.1)
+            seen = [m for m in otel_logs.messages() if m.startswith("child")]
+            result.write_text(f"{STATE.grant_watcher is not None} {bool(seen)} {os.getpid()}")
+            code = 0
+        finally:
+            os._exit(code)
+    time.sleep(0.3)  # the grant comes after the fork
+    put("g-forked", session_id="s-forked")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert result.read_text() == f"True True {pid}"

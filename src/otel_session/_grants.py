@@ -340,11 +340,10 @@ return gone
 # KEYS: grants, audit, used set. ARGV: grant id, service, expire-at, maxlen, audit field/value pairs.
 # Audits a use once per (grant, service), and only while the grant exists. Returns 1 when it wrote.
 _USE = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('SADD', KEYS[3], ARGV[2]) == 0 then return 0 end
-redis.call('EXPIREAT', KEYS[3], ARGV[3])
-local entry = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*'}
-for i = 5, #ARGV do entry[#entry + 1] = ARGV[i] end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('EXPIREAT', KEYS[2], ARGV[2])
+local entry = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*'}
+for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
 redis.call(unpack(entry))
 return 1
 """
@@ -446,13 +445,14 @@ def revoke_matching(client: Any, service: str, *, grant_id: str | None = None, s
     return delete(client, matching, "revoked", service, by=by, prefix=prefix)
 
 
-def record_use(client: Any, grant: Grant, service: str, *, prefix: str = "") -> bool:
-    """Audit the first use of `grant` in `service`: a `used` stream entry and a WARNING record, once
-    per (grant, service) across all its processes, and only while the grant is stored. Safe to call
-    again. Returns True when this call wrote the entry."""
-    expire_at = math.ceil(grant.expires_at) + 60
-    wrote = client.eval(_USE, 3, prefix + GRANTS, prefix + AUDIT, prefix + USED + grant.id,
-                        grant.id, service, expire_at, AUDIT_MAXLEN, *_fields("used", grant, service))
+def record_use(client: Any, grant: Grant, service: str, *, prefix: str = "", at: float | None = None) -> bool:
+    """Audit the first use of `grant` in `service`, made at `at` (default now): a `used` stream entry
+    and a WARNING record, once per (grant, service) across all its processes. A use is a fact: it is
+    audited even when the grant was revoked or expired since (the entry's `at` says when). Safe to
+    call again. Returns True when this call wrote the entry."""
+    expire_at = math.ceil(max(grant.expires_at, time.time())) + 60
+    wrote = client.eval(_USE, 2, prefix + AUDIT, prefix + USED + grant.id,
+                        service, expire_at, AUDIT_MAXLEN, *_fields("used", grant, service, at=at))
     if int(wrote) == 1:
         log_event("used", grant, service)
         return True

@@ -70,8 +70,9 @@ class GrantWatcher:
     def __init__(self, redis_url: str, prefix: str = "", service: str = "", poll_s: float = POLL_S) -> None:
         self.redis_url, self.prefix, self.service, self.poll_s = redis_url, prefix, service, poll_s
         self._stop = threading.Event()
-        self._used: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._used: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._grants: dict[str, Grant] = {}
+        self._seen: dict[str, Grant] = {}  # every grant loaded lately: a use outlives a quick revoke
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -86,7 +87,7 @@ class GrantWatcher:
 
     def used(self, grant_id: str) -> None:
         """A context in this process is exported at this grant's level (called once per grant)."""
-        self._used.put(grant_id)
+        self._used.put((grant_id, time.time()))
 
     def _run(self) -> None:
         import redis
@@ -101,6 +102,7 @@ class GrantWatcher:
                 if _grants.version(client, prefix=self.prefix) != version:
                     version, live = _grants.load_active(client, prefix=self.prefix)
                     self._grants = {g.id: g for g in live}
+                    self._remember(live)
                 if time.monotonic() - last_sweep > SWEEP_S:
                     last_sweep = time.monotonic()
                     _grants.sweep(client, self.service, prefix=self.prefix)
@@ -125,14 +127,22 @@ class GrantWatcher:
         if (table.by_session, table.by_user) != (current.by_session, current.by_user):
             STATE.set_grants(table)
 
+    def _remember(self, live: list[Grant]) -> None:
+        stale = time.time() - 60
+        self._seen = {**{i: g for i, g in self._seen.items() if g.expires_at > stale}, **{g.id: g for g in live}}
+
     def _audit_uses(self, client: Any) -> None:
         while True:
             try:
-                grant = self._grants.get(self._used.get_nowait())
+                grant_id, at = self._used.get_nowait()
             except queue.Empty:
                 return
-            if grant is not None:
-                _grants.record_use(client, grant, self.service, prefix=self.prefix)
+            if (grant := self._seen.get(grant_id)) is not None:
+                try:
+                    _grants.record_use(client, grant, self.service, prefix=self.prefix, at=at)
+                except BaseException:
+                    self._used.put((grant_id, at))  # Redis is away: audit this use when it is back
+                    raise
 
 
 def _quiet() -> dict[str, Any]:
