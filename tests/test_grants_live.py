@@ -149,3 +149,32 @@ def test_a_forked_worker_honours_grants_made_after_the_fork(otel_logs, store, tm
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert result.read_text() == f"True True {pid}"
+
+
+def test_a_grant_changes_the_export_and_never_what_a_capture_keeps(otel_logs, store):
+    from otel_session import capture
+
+    put, _ = store
+    otel_logs.configure(redis_url=REDIS_URL)
+    put("g-export-only", session_id="s-cap")
+    wait_for(lambda: _debug_seen(otel_logs, "s-cap", f"on {time.monotonic()}"), 2.5, interval=0.1, what="grant")
+    with session(session_id="s-cap"), capture(level="INFO") as cap:  # the user's own choice: INFO
+        log.debug("exported for the operator")
+        log.info("shown to the user")
+    assert "exported for the operator" in otel_logs.messages()
+    assert [r.message for r in cap.records] == ["shown to the user"]
+
+
+def test_a_process_that_started_before_its_redis_picks_up_grants_once_it_is_up(otel_logs, store):
+    put, _ = store
+    with TcpProxy(6379) as proxy:
+        proxy.cut()  # services often start before their Redis
+        otel_logs.configure(redis_url=proxy.url())
+        put("g-later", session_id="s-later")
+        time.sleep(1.0)
+        assert not _debug_seen(otel_logs, "s-later", "Redis still down")
+        proxy.restore()
+        wait_for(lambda: _debug_seen(otel_logs, "s-later", f"up {time.monotonic()}"), 3, interval=0.1,
+                 what="the grant once Redis is up")
+    said = [r.message for r in otel_logs.records if "Debug grants: Redis" in r.message]
+    assert len(said) == 2 and "unreachable" in said[0] and said[1] == "Debug grants: Redis reachable again"
