@@ -47,6 +47,10 @@ MANIFOLD_TIMEOUT_S = 60.0
 REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
+class FaultDrillError(RuntimeError):
+    """Raised on purpose by the fault drill (`BOT_FAULT_MESSAGE`): the session fails as a real defect would."""
+
+
 @dataclass(frozen=True)
 class Manifold:
     """Where the bot asks its one question (`MANIFOLD_URL`; unset: it asks nothing)."""
@@ -290,7 +294,11 @@ class Runner:
             logger.debug("Keepalive written")
 
     async def _admin_and_leave(self, bot: BotSession, inbox: asyncio.Queue[str | None]) -> tuple[str, str]:
-        """One round trip per poll: the next admin message and whether the leave flag is set."""
+        """One round trip per poll: the next admin message and whether the leave flag is set.
+
+        The fault drill (`BOT_FAULT_MESSAGE` set): a message of exactly that text is not passed on; it
+        raises `FaultDrillError` instead, so the session fails the way a defect in the bot would.
+        """
         admin_key, leave_key = self.keys.admin_queue(bot.launch_id), self.keys.leave(bot.launch_id)
         failing = False
         while True:
@@ -312,10 +320,17 @@ class Runner:
             if raw is None:
                 await asyncio.sleep(ADMIN_POLL_S)
                 continue
-            self._admin_message(raw, inbox)
+            message = self._admin_message(raw)
+            if message is None:
+                continue
+            if self.settings.fault_message is not None and message == self.settings.fault_message:
+                logger.debug("Fault drill message received; failing the session")
+                raise FaultDrillError("the fault drill's message (BOT_FAULT_MESSAGE) was received")
+            inbox.put_nowait(message)
 
     @staticmethod
-    def _admin_message(raw: str, inbox: asyncio.Queue[str | None]) -> None:
+    def _admin_message(raw: str) -> str | None:
+        """The message's text (logged with the sender's trace id), or None for a malformed one (dropped)."""
         try:
             data = json.loads(raw)
             message = data["message"]
@@ -323,11 +338,11 @@ class Runner:
                 raise TypeError("message is not text")
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             logger.warning("Malformed admin message dropped (%s): %r", type(exc).__name__, raw[:80])
-            return
+            return None
         sender = trace.get_current_span(extract_payload(data, trusted=False)).get_span_context()
         logger.info("Admin message received: %s", message,
                     extra={"bot.admin_trace_id": format(sender.trace_id, "032x")})
-        inbox.put_nowait(message)
+        return message
 
     async def _ask_manifold(self, job: StartRequest, inbox: asyncio.Queue[str | None]) -> None:
         """One question per session to the manifold, with the W3C headers: its logs join this session."""

@@ -34,6 +34,7 @@ class Settings:
     max_jobs: int = 8  # BOT_MAX_JOBS: launches one operator dispatches at once (a slow cold boot stalls none)
     cold_start_timeout_s: float = 30.0  # BOT_COLD_START_TIMEOUT_S: a cold bot must take its launch within this
     leave_wait_s: float = 5.0  # BOT_LEAVE_WAIT_S: `/leave` waits this long (at least 3 keepalives) for the bot
+    fault_message: str | None = None  # BOT_FAULT_MESSAGE: an admin message of exactly this text fails the session
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,7 +45,7 @@ class Settings:
             raw = env.get(name, "").strip()
             if not raw:
                 continue
-            if f.name == "admin_token":
+            if f.type == "str | None":  # text knobs: admin_token, fault_message
                 values[f.name] = raw
                 continue
             kind = int if f.type == "int" else float

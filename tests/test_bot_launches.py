@@ -228,6 +228,9 @@ def test_settings_refuse_bad_values_by_name():
     s = Settings.from_env({"BOT_MAX_COLD": "2", "BOT_ADMIN_TOKEN": "t", "BOT_LOCK_TTL_S": "2",
                            "BOT_KEEPALIVE_S": "0.2"})
     assert (s.max_cold, s.admin_token, s.fence_after_s) == (2, "t", 1.0)
+    assert s.fault_message is None  # the fault drill is off unless set
+    assert Settings.from_env({"BOT_FAULT_MESSAGE": " "}).fault_message is None
+    assert Settings.from_env({"BOT_FAULT_MESSAGE": "fail 3.5"}).fault_message == "fail 3.5"  # text, not a number
 
 
 def test_a_job_that_is_not_utf8_can_be_adopted_and_dead_lettered():

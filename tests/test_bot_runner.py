@@ -29,6 +29,7 @@ from bot.harness import Deployment, Service
 from bot.launches import Launches
 from bot.models import Job
 from bot.settings import Settings
+from tests.bot_platform import Platform
 from tests.support import ROOT, TcpProxy, otlp_records, wait_for
 
 T = TypeVar("T")
@@ -423,3 +424,80 @@ def test_a_cold_bot_with_a_bad_environment_exits_2_naming_it(rig, env, named):
     (error,) = wait_for(lambda: rig.messages("Cold bot cannot start"), what="the error exported")
     assert named in error["message"] and "SECRET" not in error["message"]
     assert error["level"] == "ERROR"
+
+
+# -- the fault drill (BOT_FAULT_MESSAGE) ----------------------------------------------------------
+# Through the whole platform: the join and the admin message go through the gateway, as in the demo.
+
+DRILL = "fault drill: fail this session"
+DRILL_TOKEN = "drill-admin-token"
+
+
+def admin(platform: Platform, launch_id: str, message: str) -> None:
+    reply = httpx.post(f"{platform.gateway_url}/admin", json={"launchId": launch_id, "message": message},
+                       headers={"authorization": f"Bearer {DRILL_TOKEN}"}, timeout=10)
+    assert reply.status_code == 202, reply.text
+
+
+def exported(platform: Platform, message: str) -> list[dict[str, Any]]:
+    return [r for r in platform.records() if r["message"] == message]
+
+
+def drilled(platform: Platform, launch_id: str, session_id: str) -> None:
+    """The drill failed `launch_id` the way a defect would: DEBUG first, then the task's ERROR, status failed."""
+    record = platform.wait_status(launch_id, "failed", timeout=10)
+    assert record["reason"] == "bot admin failed: FaultDrillError", record
+    (error,) = wait_for(lambda: exported(platform, "Bot admin failed"), what="the failure exported")
+    assert error["level"] == "ERROR" and error["service"] == "bot-runner"
+    assert error["attrs"]["exception.type"] == "FaultDrillError"
+    assert "BOT_FAULT_MESSAGE" in error["attrs"]["exception.message"]
+    assert (error["attrs"]["session.id"], error["attrs"]["bot.launch_id"]) == (session_id, launch_id)
+    (debug,) = exported(platform, "Fault drill message received; failing the session")
+    assert debug["level"] == "DEBUG" and debug["attrs"]["session.id"] == session_id
+    assert debug["time"] <= error["time"]
+
+
+def test_the_fault_drill_message_fails_its_warm_session_and_the_next_launch_runs_normally(platform):
+    url = platform.start_runner(BOT_FAULT_MESSAGE=DRILL)
+    platform.start_operator()
+    platform.start_gateway(BOT_ADMIN_TOKEN=DRILL_TOKEN)
+    room, other_room = f"{ROOM}-drill", f"{ROOM}-after-drill"
+    failing = platform.join(room_url=room, sessionId="s-drill").json()["launchId"]
+    platform.wait_running(room)
+    admin(platform, failing, DRILL)
+    drilled(platform, failing, "s-drill")
+    assert platform.lock(room) is None
+    # the runner survived it: back in the pool, its next session handles messages as usual
+    wait_for(lambda: platform.redis.lrange(platform.keys.standby_pool, 0, -1) == [url], what="runner back in the pool")
+    after = platform.join(room_url=other_room, sessionId="s-after-drill").json()["launchId"]
+    assert platform.wait_running(other_room)["type"] == "warm"
+    admin(platform, after, "not the drill phrase")
+    wait_for(lambda: exported(platform, "bot heard: not the drill phrase"), what="the ordinary message heard")
+    assert platform.record(after)["status"] == "running"
+    assert not exported(platform, f"bot heard: {DRILL}")  # never reached the pipeline
+    assert len(exported(platform, "Bot admin failed")) == 1
+
+
+def test_without_the_drill_its_phrase_is_an_ordinary_message(platform):
+    platform.start_runner()
+    platform.start_operator()
+    platform.start_gateway(BOT_ADMIN_TOKEN=DRILL_TOKEN)
+    launch = platform.join(room_url=ROOM, sessionId="s-no-drill").json()["launchId"]
+    platform.wait_running(ROOM)
+    admin(platform, launch, DRILL)
+    wait_for(lambda: exported(platform, f"bot heard: {DRILL}"), what="the phrase heard")
+    assert platform.record(launch)["status"] == "running"
+    assert not exported(platform, "Bot admin failed")
+    assert not exported(platform, "Fault drill message received; failing the session")
+
+
+def test_the_fault_drill_fails_a_cold_bot_too(platform):
+    """No warm runner: the operator starts a cold bot, whose environment (and so the drill) is the operator's."""
+    platform.start_operator(BOT_FAULT_MESSAGE=DRILL)
+    platform.start_gateway(BOT_ADMIN_TOKEN=DRILL_TOKEN)
+    launch = platform.join(room_url=ROOM, sessionId="s-cold-drill").json()["launchId"]
+    assert platform.wait_running(ROOM)["type"] == "cold"
+    admin(platform, launch, DRILL)
+    drilled(platform, launch, "s-cold-drill")
+    assert not exported(platform, f"bot heard: {DRILL}")
+    wait_for(lambda: not platform.cold_bots(), what="the cold bot to exit")

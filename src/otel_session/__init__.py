@@ -1,9 +1,11 @@
 """Session-scoped OpenTelemetry logs: session ids on every record, a level per session, and the
 records of a run captured so they can be shown to its user."""
 
+from otel_session._buffer import BufferSettings, BufferStats
 from otel_session._capture import Capture, capture
 from otel_session._configure import Telemetry, configure, configured
 from otel_session._file_exporter import OtlpJsonFileExporter
+from otel_session._flush import flush
 from otel_session._levels import INHERIT, parse_level, resolve_level
 from otel_session._loguru_bridge import install_loguru_bridge
 from otel_session._processor import SessionLogProcessor
@@ -31,6 +33,8 @@ def reset() -> None:
 __all__ = [
     "INHERIT",
     "SECRET_PATTERNS",
+    "BufferSettings",
+    "BufferStats",
     "Capture",
     "OtlpJsonFileExporter",
     "Record",
@@ -46,6 +50,7 @@ __all__ = [
     "extract_env",
     "extract_headers",
     "extract_payload",
+    "flush",
     "id_error",
     "inject_env",
     "inject_headers",

@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry import context
 
 from otel_session._context import CAPTURES_KEY
+from otel_session._flush import flush_on_error
 from otel_session._levels import parse_level
 from otel_session._record import Entry, Record, from_entry, record_size
 from otel_session._scope import Scope, detach
@@ -201,6 +202,7 @@ class capture(Scope[Capture]):  # noqa: N801 - used like a function: `with captu
         self._level = parse_level(level) if level is not None else None
         self._token: object | None = None
         self._capture: Capture | None = None
+        self._ctx: context.Context | None = None
 
     def __enter__(self) -> Capture:
         if self._capture is not None:
@@ -214,6 +216,7 @@ class capture(Scope[Capture]):  # noqa: N801 - used like a function: `with captu
         if level is None:
             level = logging.getLogger().getEffectiveLevel()
         cap = self._capture = STATE.captures.open(level)
+        self._ctx = ctx
         if not cap.closed:
             outer = ctx.get(CAPTURES_KEY) or ()
             self._token = context.attach(context.set_value(CAPTURES_KEY, (*outer, cap), ctx))  # type: ignore[misc]
@@ -222,6 +225,9 @@ class capture(Scope[Capture]):  # noqa: N801 - used like a function: `with captu
     def __exit__(self, *exc_info: object) -> None:
         from otel_session._state import STATE
 
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            flush_on_error(ctx, exc_info[1])
         token, self._token = self._token, None
         if token is not None:
             detach(token, "capture")

@@ -41,6 +41,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otel_session import _diagnostics, _sdk, _stdlib
+from otel_session._buffer import BufferSettings, BufferStats
 from otel_session._file_exporter import OtlpJsonFileExporter, log_dir
 from otel_session._handler import BridgeHandler
 from otel_session._levels import parse_level, resolve_level
@@ -73,6 +74,10 @@ class Telemetry:
     def current(self) -> bool:
         """Whether this is what the latest `configure()` built (an earlier handle is stale)."""
         return STATE.telemetry is self
+
+    def stats(self) -> BufferStats:
+        """What the debug buffer holds now, and what it flushed, dropped and evicted (`_buffer`)."""
+        return STATE.buffer.stats()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         spans = self.span_processor.force_flush(timeout_millis) if self.span_processor is not None else True
@@ -217,6 +222,9 @@ def configure(
     capture_idle_ttl_s: float | None = None,
     redis_url: str | None = None,
     signing_key: str | bytes | None = None,
+    buffer_level: str | int | None = None,
+    buffer_max_bytes: int | None = None,
+    buffer_ttl_s: float | None = None,
 ) -> Telemetry:
     """Set up (or re-point) session-scoped logging for this process; safe to call repeatedly.
 
@@ -224,12 +232,18 @@ def configure(
     (`otel_session.grants`); an unreachable Redis is retried in the background, never an error here.
 
     `signing_key` (or `OTEL_SESSION_SIGNING_KEY`): levels travelling in baggage count only when
-    signed with it (`_signing`); once set it stays until another key is given (or `reset()`)."""
+    signed with it (`_signing`); once set it stays until another key is given (or `reset()`).
+
+    `buffer_level` (or `OTEL_SESSION_BUFFER_LEVEL`; "OFF" turns it off): hold records below their
+    export level, from this level up, per trace, and export them only if the trace fails
+    (`_buffer`); `buffer_max_bytes` bounds the process, `buffer_ttl_s` how long a record is held.
+    Not given: the environment, else what is set now (off by default)."""
     if level is not None:
         parse_level(level)  # validate before anything changes
     signing = signing_key if signing_key is not None else os.environ.get(ENV_KEY, "").strip() or None
     if signing is not None:
         key_bytes(signing)  # validate before anything changes
+    buffering = BufferSettings.merged(STATE.buffer.settings, buffer_level, buffer_max_bytes, buffer_ttl_s)
     limits = {
         k: v
         for k, v in {
@@ -274,6 +288,7 @@ def configure(
         _stdlib.install()
         _diagnostics.show_sdk_errors()
         _set_default_level(level, first)
+        STATE.set_buffer(buffering)
         grants_url = redis_url or os.environ.get("OTEL_SESSION_REDIS_URL")
         if grants_url:
             STATE.watch_grants(grants_url, os.environ.get("OTEL_SESSION_REDIS_PREFIX", ""), actual)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from opentelemetry import baggage
+from opentelemetry import baggage, trace
 from opentelemetry.context import Context, create_key
 
 from otel_session._levels import parse_level
@@ -27,6 +27,7 @@ from otel_session._signing import signer
 from otel_session._validation import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID, USER_ID
 
 if TYPE_CHECKING:
+    from otel_session._buffer import Key
     from otel_session._capture import Capture
     from otel_session._grants_watch import GrantTable
 
@@ -41,10 +42,12 @@ class Meaning:
     lowest stdlib level any of those asks to have records created for."""
 
     __slots__ = ("__weakref__", "attrs", "attrs_size", "attrs_view", "captures", "export", "export_level", "floor",
-                 "generation", "longest")
+                 "generation", "hold", "key", "longest")
 
     def __init__(self, generation: int, attrs: tuple[tuple[str, str], ...], export_level: int | None,
-                 captures: tuple[Capture, ...]) -> None:
+                 captures: tuple[Capture, ...], hold_level: int | None = None, key: Key | None = None) -> None:
+        """`hold_level`: records below the export level but at or above this are held under `key`
+        (its trace, else its session: `_buffer`) instead of being dropped."""
         self.generation = generation
         self.attrs = attrs
         self.longest = max((len(v) for _, v in attrs), default=0)
@@ -57,6 +60,11 @@ class Meaning:
         levels = [c.level for c in captures]
         if export_level is not None:
             levels.append(export_level)
+        self.key = key
+        self.hold = None
+        if hold_level is not None and key is not None and (export_level is None or hold_level < export_level):
+            self.hold = severity_of(hold_level)
+            levels.append(hold_level)
         self.floor = min(levels, default=NO_FLOOR)
 
 
@@ -96,9 +104,9 @@ def baggage_level(values: Mapping[str, object]) -> int | None:
 
 
 def compute(ctx: Context, generation: int, keys: KeyMatcher, grants: GrantTable | None = None,
-            on_grant: Callable[[str], None] | None = None) -> Meaning:
+            on_grant: Callable[[str], None] | None = None, hold_level: int | None = None) -> Meaning:
     """`grants`: live debug grants; one for the context's session or user lowers its export level
-    (never a capture's), and `on_grant` hears which grant did."""
+    (never a capture's), and `on_grant` hears which grant did. `hold_level`: buffering is on."""
     attrs = []
     values = baggage.get_all(ctx)
     for key, value in values.items():
@@ -113,10 +121,20 @@ def compute(ctx: Context, generation: int, keys: KeyMatcher, grants: GrantTable 
         export = granted[0]
         if on_grant is not None:
             on_grant(granted[1])
-    meaning = Meaning(generation, tuple(attrs), export, live)
+    meaning = Meaning(generation, tuple(attrs), export, live, hold_level,
+                      key_of(ctx, values) if hold_level is not None else None)
     with contextlib.suppress(AttributeError, TypeError):  # a Context subclass with slots: no cache
         setattr(ctx, _ATTR, meaning)
     return meaning
+
+
+def key_of(ctx: Context, values: Mapping[str, object] | None = None) -> Key | None:
+    """What a context's held records are kept under: its trace id, else its session id, else None."""
+    span_context = trace.get_current_span(ctx).get_span_context()
+    if span_context.is_valid:
+        return span_context.trace_id
+    session_id = (baggage.get_all(ctx) if values is None else values).get(SESSION_ID)
+    return f"session:{session_id}" if isinstance(session_id, str) and session_id else None
 
 
 class Asking:

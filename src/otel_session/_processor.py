@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
+from otel_session._buffer import ERROR_SEVERITY
 from otel_session._context import _ATTR, NO_FLOOR, Meaning
 from otel_session._diagnostics import internal, is_sdk_logger
 from otel_session._handler import emitting
@@ -50,6 +51,7 @@ class SessionLogProcessor(LogRecordProcessor):
         self.duplicates = 0
         if baggage_keys is not None and tuple(baggage_keys) != DEFAULT_BAGGAGE_KEYS:
             state.set_baggage_keys(baggage_keys)
+        state.buffer.export = self.export  # a flush exports what it held through this processor
 
     @property
     def baggage_keys(self) -> tuple[str, ...]:
@@ -85,8 +87,11 @@ class SessionLogProcessor(LogRecordProcessor):
             else:
                 exported = True
             captures = meaning.captures
-            if not exported and not any(severity >= c.severity and not c.closed for c in captures):
-                return
+            held = False
+            if not exported:
+                held = meaning.hold is not None and severity >= meaning.hold  # buffering: held per trace
+                if not held and not any(severity >= c.severity and not c.closed for c in captures):
+                    return
             # `bare`: the record's attributes are exactly the context's, so their size is known
             bare = _add_attributes(lr, meaning.attrs, meaning.longest) if meaning.attrs else False
             if state.redactor.patterns:
@@ -100,15 +105,25 @@ class SessionLogProcessor(LogRecordProcessor):
                             kept = (entry(log_record, severity, meaning.attrs_view, meaning.attrs_size) if bare
                                     else entry(log_record, severity))
                         cap.keep(kept)
+            if severity >= ERROR_SEVERITY and meaning.key is not None and state.buffer.on:
+                state.buffer.flush(meaning.key)  # the trace failed: what it held goes first
+            if held:
+                if state.buffer.hold(meaning.key, log_record, lr.body):  # type: ignore[arg-type]
+                    return
+                exported = True  # its trace failed lately: what follows the error is exported too
             if exported:
-                if self.inner is not None:
-                    self.inner.on_emit(log_record)
-                if self.host_processors is not None:
-                    self.host_processors.on_emit(log_record)
+                self.export(log_record)
         except Exception:  # never into the caller's logging call
             self.errors += 1
             if self.errors == 1 or self.errors % 1000 == 0:
                 internal.exception("otel_session: log record lost (%d so far)", self.errors)
+
+    def export(self, log_record: ReadWriteLogRecord) -> None:
+        """To every exporting processor: ours, then the host's."""
+        if self.inner is not None:
+            self.inner.on_emit(log_record)
+        if self.host_processors is not None:
+            self.host_processors.on_emit(log_record)
 
     def _duplicate(self, log_record: ReadWriteLogRecord) -> bool:
         """One stdlib record bridged into this provider twice, by the host's handler and ours, in
@@ -136,7 +151,7 @@ class SessionLogProcessor(LogRecordProcessor):
             return True
         meaning = self._state.meaning(ctx)
         value = severity_value(severity)
-        if any(value >= c.severity for c in meaning.captures):
+        if any(value >= c.severity for c in meaning.captures) or (meaning.hold is not None and value >= meaning.hold):
             return True
         if meaning.export is not None:
             return value >= meaning.export

@@ -8,6 +8,8 @@ or fails loudly in `tests/test_sdk_internals.py` when the SDK changes shape.
   record, so a gate must *wrap* what it gates. In a host's provider (attach mode) our processor
   takes the place of the host's processors and calls them itself; processors added later are
   routed behind it too.
+- Derived records: an eviction notice is a copy of a held SDK record with another body
+  (`derived_record`).
 - The runtime context: the stdlib gate (`_stdlib`) reads the current Context on every disabled
   call, and learns that some context asks for lower levels from the contexts being attached.
 """
@@ -15,6 +17,8 @@ or fails loudly in `tests/test_sdk_internals.py` when the SDK changes shape.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +69,21 @@ def attributes_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     if type(attributes) is BoundedAttributes and type(attributes._dict) is dict:
         return attributes._dict.copy()
     return dict(attributes)
+
+
+def derived_record(template: Any, body: str, severity_number: int, severity_text: str,
+                   attributes: Mapping[str, Any]) -> Any:
+    """A new SDK record like `template` (its time, trace, span, resource and scope) with this body,
+    severity and attributes. `ReadWriteLogRecord` is a dataclass over the API `LogRecord` in every
+    SDK we support; `dataclasses.replace` runs its `__post_init__`, which bounds the attributes."""
+    from opentelemetry._logs import SeverityNumber
+
+    lr = copy.copy(template.log_record)
+    lr.body = body
+    lr.severity_number = SeverityNumber(severity_number)
+    lr.severity_text = severity_text
+    lr.attributes = dict(attributes)
+    return dataclasses.replace(template, log_record=lr)
 
 
 # --- processor order ---------------------------------------------------------------------------

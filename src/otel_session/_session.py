@@ -10,6 +10,7 @@ from opentelemetry.context import Context
 
 from otel_session import _validation as v
 from otel_session._context import baggage_level
+from otel_session._flush import flush_on_error
 from otel_session._levels import level_name, parse_level
 from otel_session._scope import Scope, detach
 from otel_session._signing import signer, ttl_error
@@ -44,6 +45,7 @@ class _Attached(Scope["SessionInfo | None"]):
     context (`_stdlib`, `_processor`), whoever attached it."""
 
     _token: object | None = None
+    _attached: Context | None = None
 
     def _context(self) -> Context:
         raise NotImplementedError
@@ -51,12 +53,15 @@ class _Attached(Scope["SessionInfo | None"]):
     def __enter__(self) -> SessionInfo | None:
         if self._token is not None:
             raise RuntimeError("this context manager is already in use; create a new one")
-        ctx = self._context()
+        ctx = self._attached = self._context()
         self._token = context.attach(ctx)
         return info_from(ctx)
 
     def __exit__(self, *exc_info: object) -> None:
         token, self._token = self._token, None
+        ctx, self._attached = self._attached, None
+        if ctx is not None:
+            flush_on_error(ctx, exc_info[1])
         if token is not None:
             detach(token, "session")
 

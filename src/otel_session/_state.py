@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.context import Context
 
 from otel_session import _sdk
+from otel_session._buffer import BufferSettings, TraceBuffer
 from otel_session._capture import CaptureRegistry
 from otel_session._context import _ATTR, NO_FLOOR, Asking, KeyMatcher, Meaning, asks, compute
 from otel_session._grants_watch import NO_GRANTS, GrantTable, GrantWatcher
@@ -51,13 +52,15 @@ class State:
         self.grants: GrantTable = NO_GRANTS
         self.grants_used: set[str] = set()
         self.grant_watcher: GrantWatcher | None = None
+        # Records held per trace until it fails (`_buffer`); off until configured.
+        self.buffer = TraceBuffer()
         _sdk.watch_attach(self.on_attach)
 
     def meaning(self, ctx: Context) -> Meaning:
         found: Meaning | None = getattr(ctx, _ATTR, None)
         if found is not None and found.generation == self.generation:
             return found
-        meaning = compute(ctx, self.generation, self.keys, self.grants, self._grant_used)
+        meaning = compute(ctx, self.generation, self.keys, self.grants, self._grant_used, self.buffer.settings.level)
         if meaning.floor != NO_FLOOR:
             self.asking.add(meaning)
         return meaning
@@ -76,8 +79,19 @@ class State:
         stdlib gate looks at every context."""
         with self.lock:
             self.grants = table
-            self.asking.force(bool(table))
-            self.invalidate()
+            self._rearm()
+
+    def set_buffer(self, settings: BufferSettings) -> None:
+        """Hold records below the export level per trace (`_buffer`); with it on, every context
+        with a trace or a session asks for records from `settings.level` up."""
+        with self.lock:
+            if settings != self.buffer.settings:
+                self.buffer.configure(settings)
+                self._rearm()
+
+    def _rearm(self) -> None:
+        self.asking.force(bool(self.grants) or self.buffer.on)
+        self.invalidate()
 
     def _grant_used(self, grant_id: str) -> None:
         if grant_id not in self.grants_used and self.grant_watcher is not None:
@@ -107,6 +121,8 @@ class State:
             self.keys = KeyMatcher(DEFAULT_BAGGAGE_KEYS)
             self.asking.clear()
             self.stop_grants()
+            self.buffer.reset()
+            self.asking.force(False)
             self.invalidate()
             _sdk.watch_attach(self.on_attach)
 
@@ -135,6 +151,7 @@ class State:
         self.redactor._lock = threading.Lock()
         self.asking.after_fork()
         self.captures.after_fork()
+        self.buffer.after_fork()
         self.invalidate()
         if (watcher := self.grant_watcher) is not None:  # its thread did not survive the fork
             self.grant_watcher = GrantWatcher(watcher.redis_url, watcher.prefix, watcher.service)

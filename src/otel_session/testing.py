@@ -31,8 +31,9 @@ class LogCapture:
     def configure(self, **kwargs: Any) -> Telemetry:
         """`otel_session.configure(...)` that keeps exporting into this fixture; what is not
         given is reset to its default, so no test inherits another's settings."""
-        settings: dict[str, Any] = {"baggage_keys": DEFAULT_BAGGAGE_KEYS, "level": "INFO", **DEFAULT_LIMITS, **kwargs}
-        self.telemetry = configure(exporter=self.exporter, **settings)
+        settings: dict[str, Any] = {"exporter": self.exporter, "baggage_keys": DEFAULT_BAGGAGE_KEYS, "level": "INFO",
+                                    **DEFAULT_LIMITS, **kwargs}
+        self.telemetry = configure(**settings)
         return self.telemetry
 
     @property

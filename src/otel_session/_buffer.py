@@ -1,0 +1,312 @@
+"""Tail-based debug: records below their export level held per trace, exported only if it fails.
+
+Operators run at INFO; when a session fails, the DEBUG lines that would explain it are gone. With
+`buffer_level` set, a record below its context's export level but at or above `buffer_level` is
+created and held here, per trace (per session when it has no trace; a record with neither is not
+created for us at all). What happens to it:
+
+- **flushed** when its trace fails: a record at ERROR or above in it, an exception escaping a
+  `session()`/`capture()` block in it, `otel_session.flush()`, or the same from another process
+  (`_flush_signal`). Its held records go to the exporters first, in order, with their original
+  timestamps and `otel_session.buffered=true`, then the triggering record; for `ttl_s` after,
+  its records below the export level are exported directly (what happens after the error counts);
+- **dropped** `ttl_s` after it was held, if no flush came: nothing held of a trace that did not
+  fail is ever exported;
+- **evicted**, oldest first across the process, while the held records' size is over `max_bytes`;
+  a flush that finds its trace lost some exports one record saying how many.
+
+Unlike a per-invocation buffer (Lambda Powertools clears it on a new trace id and drops records
+that have none), many traces are held at once: asyncio tasks and threads each log into their own.
+The lock is held only to append or pop; exporting happens outside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from otel_session import _sdk
+from otel_session._levels import level_name, parse_level
+from otel_session._record import attributes_size, value_size
+
+Key = int | str  # a trace id, or "session:<id>" for records with no trace
+
+ERROR_SEVERITY = 17  # OTel severity number of ERROR: a record at or above it fails its trace
+BUFFERED = "otel_session.buffered"
+# What a held SDK record costs in memory beyond its body and attributes (the ReadWriteLogRecord, its
+# LogRecord, the BoundedAttributes and their lock, our slot): measured with tracemalloc in
+# tests/test_buffer.py, which fails when the estimate drifts.
+HELD_OVERHEAD = 2000
+MAX_TTL_S = 24 * 3600.0
+SWEEP_S = 1.0
+_OFF = ("", "OFF", "NONE", "FALSE", "0")
+
+
+@dataclasses.dataclass(frozen=True)
+class BufferSettings:
+    """`level`: the stdlib level records are held from (None: buffering off)."""
+
+    level: int | None = None
+    max_bytes: int = 8_000_000
+    ttl_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int) or self.max_bytes < 1:
+            raise ValueError(f"buffer_max_bytes must be a positive whole number of bytes, not {self.max_bytes!r}")
+        ttl = self.ttl_s
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_TTL_S:
+            raise ValueError(f"buffer_ttl_s must be a number of seconds above 0 and at most {MAX_TTL_S:.0f}, "
+                             f"not {ttl!r}")
+
+    @classmethod
+    def merged(cls, current: BufferSettings, level: str | int | None, max_bytes: int | None,
+               ttl_s: float | None, env: Mapping[str, str] | None = None) -> BufferSettings:
+        """The arguments, else `OTEL_SESSION_BUFFER_*`, else what is set now."""
+        env = os.environ if env is None else env
+        if level is None and env.get("OTEL_SESSION_BUFFER_LEVEL") is not None:
+            level = env["OTEL_SESSION_BUFFER_LEVEL"]
+        new_level = current.level
+        if level is not None:
+            new_level = None if isinstance(level, str) and level.strip().upper() in _OFF else _level(level)
+        return cls(
+            new_level,
+            max_bytes if max_bytes is not None else _number(env, "OTEL_SESSION_BUFFER_MAX_BYTES", int,
+                                                            current.max_bytes),
+            ttl_s if ttl_s is not None else _number(env, "OTEL_SESSION_BUFFER_TTL_S", float, current.ttl_s),
+        )
+
+
+def _level(value: str | int) -> int:
+    try:
+        return parse_level(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"buffer_level: {exc} (or OFF)") from None
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float], default: Any) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}={raw!r} is not a finite number")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class BufferStats:
+    """Counts since this process configured buffering (`held`, `held_bytes`: now)."""
+
+    held: int = 0
+    held_bytes: int = 0
+    flushed: int = 0  # held records exported by a flush
+    dropped: int = 0  # held records whose trace did not fail within the TTL
+    evicted: int = 0  # held records pushed out by max_bytes
+    flushes: int = 0  # traces flushed here (local and remote)
+    signals_sent: int = 0  # flushes published to the other processes
+    signals_received: int = 0  # flushes of other processes applied here
+    signals_lost: int = 0  # flushes that could not be published within the TTL (Redis away)
+
+
+class _Held:
+    __slots__ = ("alive", "at", "key", "record", "size")
+
+    def __init__(self, record: Any, size: int, at: float, key: Key) -> None:
+        self.record: Any = record
+        self.size, self.at, self.key, self.alive = size, at, key, True
+
+
+class _Trace:
+    __slots__ = ("evicted", "held", "last", "lost")
+
+    def __init__(self) -> None:
+        self.held: deque[_Held] = deque()
+        self.evicted = 0
+        self.lost: Any = None  # the newest evicted record: what the eviction notice is made from
+        self.last = 0.0
+
+
+class TraceBuffer:
+    """The held records of this process, and the traces flushed lately."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.settings = BufferSettings()
+        self._traces: dict[Key, _Trace] = {}
+        self._order: deque[_Held] = deque()  # every held record, oldest first (flushed ones lazily removed)
+        self._open: dict[Key, float] = {}  # flushed trace -> until when its records are exported directly
+        self._bytes = 0
+        self._next_sweep = 0.0
+        self._counts = dict.fromkeys(("flushed", "dropped", "evicted", "flushes", "signals_sent",
+                                      "signals_received", "signals_lost"), 0)
+        # Set by the processor: exports one record to every exporting processor.
+        self.export: Callable[[Any], None] | None = None
+        # Set by the Redis watcher: tells the other processes that a key was flushed here.
+        self.signal: Callable[[Key], None] | None = None
+
+    @property
+    def on(self) -> bool:
+        return self.settings.level is not None
+
+    def configure(self, settings: BufferSettings) -> None:
+        with self._lock:
+            off = settings.level is None
+            self.settings = settings
+        if off:
+            self.clear()
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    # -- the emit path --------------------------------------------------------------------------
+
+    def hold(self, key: Key, record: Any, body: object) -> bool:
+        """Hold `record` of `key`; False when that key failed lately (export it directly)."""
+        now = time.monotonic()
+        attributes = record.log_record.attributes
+        size = HELD_OVERHEAD + (len(body) if type(body) is str else value_size(body))
+        if attributes:
+            size += attributes_size(attributes)
+        with self._lock:
+            if self._open and self._open.get(key, 0.0) > now:
+                return False
+            trace = self._traces.get(key)
+            if trace is None:
+                trace = self._traces[key] = _Trace()
+            held = _Held(record, size, now, key)
+            trace.held.append(held)
+            trace.last = now
+            self._order.append(held)
+            self._bytes += size
+            if self._bytes > self.settings.max_bytes:
+                self._evict()
+            if now >= self._next_sweep or self._order[0].at <= now - self.settings.ttl_s:
+                self._expire(now)
+        return True
+
+    def _evict(self) -> None:
+        order, traces = self._order, self._traces
+        while self._bytes > self.settings.max_bytes and order:
+            held = order.popleft()
+            if not held.alive:
+                continue
+            trace = traces[held.key]
+            trace.held.popleft()
+            trace.evicted += 1
+            trace.lost = held.record
+            self._release(held)
+            self._counts["evicted"] += 1
+
+    def _release(self, held: _Held) -> None:
+        held.alive = False
+        held.record = None
+        self._bytes -= held.size
+
+    def _expire(self, now: float) -> None:
+        """Drop what was held `ttl_s` ago; once a second, forget traces and flushes past their TTL."""
+        cutoff = now - self.settings.ttl_s
+        order, traces = self._order, self._traces
+        while order and (not order[0].alive or order[0].at <= cutoff):
+            held = order.popleft()
+            if held.alive:
+                trace = traces[held.key]
+                trace.held.popleft()
+                self._release(held)
+                self._counts["dropped"] += 1
+                if not trace.held and not trace.evicted:
+                    del traces[held.key]
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_S
+            for key in [k for k, t in traces.items() if not t.held and t.last <= cutoff]:
+                del traces[key]
+            for key in [k for k, until in self._open.items() if until <= now]:
+                del self._open[key]
+
+    # -- flushing -------------------------------------------------------------------------------
+
+    def is_open(self, key: Key) -> bool:
+        return self._open.get(key, 0.0) > time.monotonic()
+
+    def flush(self, key: Key, *, publish: bool = True) -> int:
+        """Export `key`'s held records (and a notice of any evicted), keep exporting its records for
+        `ttl_s`, and tell the other processes (once per TTL). The number of held records exported."""
+        if not self.on:
+            return 0
+        now = time.monotonic()
+        with self._lock:
+            self._expire(now)
+            was_open = self._open.get(key, 0.0) > now
+            self._open[key] = now + self.settings.ttl_s
+            trace = self._traces.pop(key, None)
+            records, lost, evicted = [], None, 0
+            if trace is not None:
+                for held in trace.held:
+                    records.append(held.record)
+                    self._release(held)
+                lost, evicted = trace.lost, trace.evicted
+            self._counts["flushed"] += len(records)
+            self._counts["flushes"] += 1
+        export = self.export
+        if export is not None:
+            if lost is not None:
+                export(_sdk.derived_record(
+                    lost, f"otel_session: {evicted} held record(s) of this trace were evicted before this flush "
+                          f"(buffer_max_bytes={self.settings.max_bytes})",
+                    13, "WARN", {**_session_attributes(lost), BUFFERED: True, "otel_session.evicted": evicted}))
+            for record in records:
+                _sdk.add_attributes(record.log_record, ((BUFFERED, True),), 0)  # type: ignore[arg-type]
+                export(record)
+        if publish and not was_open and self.signal is not None:
+            self.signal(key)
+        return len(records)
+
+    # -- reporting and lifecycle ----------------------------------------------------------------
+
+    def stats(self) -> BufferStats:
+        with self._lock:
+            self._expire(time.monotonic())
+            return BufferStats(held=sum(len(t.held) for t in self._traces.values()), held_bytes=self._bytes,
+                               **self._counts)
+
+    def clear(self) -> None:
+        """Forget everything held (nothing is exported)."""
+        with self._lock:
+            self._traces.clear()
+            self._order.clear()
+            self._open.clear()
+            self._bytes = 0
+
+    def reset(self) -> None:
+        self.clear()
+        with self._lock:
+            self.settings = BufferSettings()
+            self._counts = dict.fromkeys(self._counts, 0)
+
+    def after_fork(self) -> None:
+        """A child holds none of its parent's records: they are the parent's to flush."""
+        self._lock = threading.Lock()
+        self.clear()
+
+
+def _session_attributes(record: Any) -> dict[str, Any]:
+    attributes = record.log_record.attributes or {}
+    return {k: v for k, v in attributes.items() if k.startswith(("session.", "user."))}
+
+
+def describe(settings: BufferSettings) -> str:
+    if settings.level is None:
+        return "off"
+    return f"{level_name(settings.level)}, {settings.max_bytes} bytes, {settings.ttl_s:g} s"
+
+
+__all__ = ["BUFFERED", "ERROR_SEVERITY", "BufferSettings", "BufferStats", "Key", "TraceBuffer"]
