@@ -6,6 +6,8 @@ bumps the generation when the grants change (a version counter polled every `pol
 of them expires here. While any grant is live the stdlib gate looks at every context (a session
 that started before the grant must switch too); with none it costs nothing.
 
+The same thread exchanges the debug buffer's flushes with the other processes (`_flush_signal`).
+
 Redis away: the table stays as it was, entries still expire by their own clock, one warning per
 outage, and the thread keeps trying. A grant's first use in this process is audited from here.
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_session import _grants
+from otel_session._flush_signal import FlushSignals
 from otel_session._grants import Grant
 
 logger = logging.getLogger("otel_session.grants")
@@ -67,8 +70,11 @@ def table_of(grants: Iterable[Grant], now: float) -> GrantTable:
 
 
 class GrantWatcher:
-    def __init__(self, redis_url: str, prefix: str = "", service: str = "", poll_s: float = POLL_S) -> None:
+    def __init__(self, redis_url: str, prefix: str = "", service: str = "", poll_s: float = POLL_S,
+                 signals: FlushSignals | None = None) -> None:
+        """`signals`: the debug buffer's flushes to exchange with the other processes on each poll."""
         self.redis_url, self.prefix, self.service, self.poll_s = redis_url, prefix, service, poll_s
+        self.signals = signals
         self._stop = threading.Event()
         self._used: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._grants: dict[str, Grant] = {}
@@ -107,15 +113,20 @@ class GrantWatcher:
                     last_sweep = time.monotonic()
                     _grants.sweep(client, self.service, prefix=self.prefix)
                 self._audit_uses(client)
+                if self.signals is not None:
+                    self.signals.exchange(client)
                 if down:
                     logger.info("Debug grants: Redis reachable again")
                 down = False
             except (redis.RedisError, OSError) as exc:
                 if not down:
                     logger.warning("Debug grants: Redis at %s unreachable (%s); keeping the grants known so far "
-                                   "until they expire", _grants.safe_url(self.redis_url), type(exc).__name__)
+                                   "until they expire (and debug-buffer flushes wait)",
+                                   _grants.safe_url(self.redis_url), type(exc).__name__)
                 down = True
             self._publish()
+            if self.signals is not None:
+                self.signals.drop_stale()
             self._stop.wait(self.poll_s)
         client.close()
 

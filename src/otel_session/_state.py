@@ -18,6 +18,7 @@ from otel_session import _sdk
 from otel_session._buffer import BufferSettings, TraceBuffer
 from otel_session._capture import CaptureRegistry
 from otel_session._context import _ATTR, NO_FLOOR, Asking, KeyMatcher, Meaning, asks, compute
+from otel_session._flush_signal import FlushSignals
 from otel_session._grants_watch import NO_GRANTS, GrantTable, GrantWatcher
 from otel_session._redaction import Redactor, redactor
 from otel_session._signing import Signer, key_bytes, signer
@@ -127,13 +128,15 @@ class State:
             _sdk.watch_attach(self.on_attach)
 
     def watch_grants(self, redis_url: str, prefix: str, service: str) -> None:
-        """Honour the debug grants held in that Redis (idempotent for the same place)."""
+        """Honour the debug grants held in that Redis, and exchange debug-buffer flushes through it
+        (idempotent for the same place)."""
         with self.lock:
             now = self.grant_watcher
             if now is not None and (now.redis_url, now.prefix) == (redis_url, prefix):
                 return
             self.stop_grants()
-            self.grant_watcher = GrantWatcher(redis_url, prefix, service)
+            self.grant_watcher = GrantWatcher(redis_url, prefix, service,
+                                              signals=FlushSignals(self.buffer, prefix, service))
             self.grant_watcher.start()
 
     def stop_grants(self) -> None:
@@ -141,6 +144,7 @@ class State:
             if self.grant_watcher is not None:
                 self.grant_watcher.stop()
                 self.grant_watcher = None
+            self.buffer.signal = None
             self.grants_used.clear()
             if self.grants:
                 self.set_grants(NO_GRANTS)
@@ -154,7 +158,8 @@ class State:
         self.buffer.after_fork()
         self.invalidate()
         if (watcher := self.grant_watcher) is not None:  # its thread did not survive the fork
-            self.grant_watcher = GrantWatcher(watcher.redis_url, watcher.prefix, watcher.service)
+            self.grant_watcher = GrantWatcher(watcher.redis_url, watcher.prefix, watcher.service,
+                                              signals=FlushSignals(self.buffer, watcher.prefix, watcher.service))
             self.grant_watcher.start()
         from opentelemetry import context
 

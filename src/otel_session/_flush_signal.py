@@ -1,0 +1,99 @@
+"""Flushes across processes: a trace that fails in one process is flushed in every other one.
+
+A flush here is queued for the Redis watcher thread (the logging path never talks to Redis), which
+appends it to the capped stream `otel_session:flushes`; every watcher reads the stream on each poll
+and flushes the traces other processes named. A stream rather than pub/sub: a process whose
+connection dropped for a moment reads what it missed. With Redis away, local flushes have happened
+already and the signals wait; one older than the buffer's TTL is counted lost (the other processes
+have dropped those records by then). Never raised into anything but the watcher's own loop.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from otel_session._buffer import Key, TraceBuffer
+
+STREAM = "otel_session:flushes"
+MAXLEN = 10_000
+READ_BATCH = 500
+
+
+def wire_key(key: Key) -> str:
+    return f"trace:{key:032x}" if isinstance(key, int) else key
+
+
+def parse_key(text: object) -> Key | None:
+    if not isinstance(text, str):
+        return None
+    if text.startswith("trace:"):
+        try:
+            value = int(text[6:], 16)
+        except ValueError:
+            return None
+        return value if len(text) == 38 and 0 < value < 1 << 128 else None
+    return text if text.startswith("session:") and len(text) > 8 else None
+
+
+class FlushSignals:
+    def __init__(self, buffer: TraceBuffer, prefix: str = "", service: str = "") -> None:
+        self.buffer, self.stream, self.service = buffer, prefix + STREAM, service
+        self.origin = uuid.uuid4().hex
+        self._pending: deque[tuple[Key, float]] = deque()
+        self._last_id: str | None = None
+        buffer.signal = self.put
+
+    def put(self, key: Key) -> None:
+        """A flush here (any thread): the watcher publishes it on its next poll."""
+        self._pending.append((key, time.monotonic()))
+
+    def exchange(self, client: Any) -> None:
+        """Publish this process's flushes, then apply the other processes' (raises Redis errors)."""
+        if not self.buffer.on:
+            self._pending.clear()
+            self._last_id = None  # when it is on again, read from a TTL back
+            return
+        self._send(client)
+        self._receive(client)
+
+    def drop_stale(self) -> None:
+        """Count as lost the flushes that waited longer than the TTL (no Redis needed: called
+        on every poll, Redis up or not)."""
+        pending, cutoff = self._pending, time.monotonic() - self.buffer.settings.ttl_s
+        while pending and pending[0][1] < cutoff:
+            pending.popleft()
+            self.buffer.count("signals_lost")
+
+    def _send(self, client: Any) -> None:
+        pending = self._pending
+        self.drop_stale()
+        items = list(pending)
+        if not items:
+            return
+        pipe = client.pipeline(transaction=False)
+        for key, _ in items:
+            pipe.xadd(self.stream, {"key": wire_key(key), "origin": self.origin, "service": self.service},
+                      maxlen=MAXLEN, approximate=True)
+        pipe.execute()
+        for _ in items:
+            pending.popleft()
+        self.buffer.count("signals_sent", len(items))
+
+    def _receive(self, client: Any) -> None:
+        if self._last_id is None:  # flushes of the last TTL still matter: those records are still held
+            self._last_id = f"{max(0, int((time.time() - self.buffer.settings.ttl_s) * 1000))}-0"
+        while True:
+            found = client.xread({self.stream: self._last_id}, count=READ_BATCH)
+            entries = found[0][1] if found else []
+            for entry_id, fields in entries:
+                self._last_id = entry_id
+                key = parse_key(fields.get("key"))
+                if fields.get("origin") == self.origin or key is None:
+                    continue
+                self.buffer.flush(key, publish=False)
+                self.buffer.count("signals_received")
+            if len(entries) < READ_BATCH:
+                return
