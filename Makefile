@@ -33,6 +33,7 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/bench_logging.py
+	$(VENV)/bin/python benchmarks/bench_buffer.py
 
 redis:
 	bash scripts/ensure-redis.sh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -33,8 +34,19 @@ def redis_client(settings: Settings | None = None, url: str | None = None) -> re
         url or redis_url(), decode_responses=True, socket_connect_timeout=2, socket_timeout=10,
         health_check_interval=15, max_connections=settings.redis_pool_size, timeout=settings.redis_pool_timeout_s,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(ConnectionError,)),
+        **_no_maintenance_notifications(),
     )
     return redis.Redis(connection_pool=pool)
+
+
+def _no_maintenance_notifications() -> dict[str, Any]:
+    """redis-py 7+ asks every new connection for maintenance notifications; a Redis before 8
+    refuses, and the client logs that at DEBUG in whatever session opened the connection."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
 def pool_exhausted(exc: BaseException) -> bool:

@@ -27,8 +27,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: floa
         time.sleep(interval)
 
 
-def otlp_records(directory: Path) -> list[dict[str, Any]]:
-    """Every log record in the OTLP-JSON files under `directory`, flattened for assertions."""
+def otlp_records(directory: Path, by_time: bool = True) -> list[dict[str, Any]]:
+    """Every log record in the OTLP-JSON files under `directory`, flattened for assertions: by
+    time, or (`by_time=False`) file by file in the order they were exported."""
     out = []
     for path in sorted(directory.glob("*.jsonl")):
         for line in path.read_text().splitlines():
@@ -46,7 +47,7 @@ def otlp_records(directory: Path) -> list[dict[str, Any]]:
                             "level": record.get("severityText"), "trace_id": record.get("traceId", ""),
                             "time": int(record.get("timeUnixNano", 0)), "resource": resource, "raw": record,
                         })
-    return sorted(out, key=lambda r: r["time"])
+    return sorted(out, key=lambda r: r["time"]) if by_time else out
 
 
 def iter_files_text(directory: Path) -> Iterator[str]:
