@@ -1,10 +1,13 @@
 """`python -m bot.demo` (`make demo`): the whole platform on this machine, three joins, one session's logs per service.
 
 Starts the manifold host, a warm runner (two slots), the operator and the gateway as subprocesses on
-free loopback ports against `REDIS_URL`; submits three joins — two land on the warm runner, the third
-finds the pool dry and gets a cold bot; each bot asks the manifold one question; then it ends the
-sessions, stops everything (each service flushes its logs), and prints per session what every service
-logged, the trace id, the manifold's "Logs" citation, and the `otel-session logs` command to see it all.
+free loopback ports against `REDIS_URL`, all at INFO with DEBUG records held per trace
+(`OTEL_SESSION_BUFFER_LEVEL=DEBUG`); submits three joins — two land on the warm runner, the third
+finds the pool dry and gets a cold bot; each bot asks the manifold one question. Midway it turns
+DEBUG on for one live session (a debug grant), then makes another session's bot fail on purpose (its
+held DEBUG records are flushed in every service). Then it ends the sessions, stops everything (each
+service flushes its logs), and prints per session what every service logged, the trace id, the
+manifold's "Logs" citation, and the `otel-session logs` command to see it all.
 Every process and every Redis key it made is cleaned up on exit, Ctrl-C included.
 """
 
@@ -30,6 +33,9 @@ from bot.service import DEFAULT_REDIS_URL
 from otel_session import grants
 
 SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
+DRILL = "demo: fail this session"  # BOT_FAULT_MESSAGE: an admin message that makes a bot fail
+ADMIN_TOKEN = "demo-admin-token"
+BUFFERED = "otel_session.buffered"
 
 
 @dataclass
@@ -58,7 +64,8 @@ def _citations(manifold: str, session_id: str) -> list[dict[str, Any]] | None:
 
 def run(redis_url: str, log_dir: Path) -> int:
     dep = Deployment(log_dir, redis_url, otel_dir=log_dir, name="demo", BOT_CONSOLE_LEVEL="ERROR",
-                     BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10")
+                     BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10", OTEL_SESSION_BUFFER_LEVEL="DEBUG",
+                     BOT_FAULT_MESSAGE=DRILL, BOT_ADMIN_TOKEN=ADMIN_TOKEN)
     try:
         dep.redis.ping()
     except redis.RedisError as exc:
@@ -130,6 +137,17 @@ def run(redis_url: str, log_dir: Path) -> int:
                                        if e["event"] == "used"}, 5, interval=0.2, what="the uses audited")
         grants.revoke(grant.id, by="demo", redis_url=dep.redis_url, prefix=dep.keys.prefix)
         audit = grants.audit(redis_url=dep.redis_url, prefix=dep.keys.prefix)
+        revoked_ns = time.time_ns()
+
+        say()
+        grace = joins[1]
+        say(f"Then a bot fails: an admin message that is the drill phrase (BOT_FAULT_MESSAGE) makes {grace.who}'s "
+            "bot raise")
+        httpx.post(f"{dep.gateway_url}/admin", json={"launchId": grace.launch_id, "message": DRILL},
+                   headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10).raise_for_status()
+        dep.wait_status(grace.launch_id, "failed")
+        time.sleep(2.5)  # every service flushes the failed trace within 2 s
+        say(f"{grace.who}'s launch failed: its ERROR flushed the DEBUG records every service held for that trace")
 
         say()
         say("Ending the sessions (POST /leave on the gateway)")
@@ -138,7 +156,7 @@ def run(redis_url: str, log_dir: Path) -> int:
             say(f"  {join.who}'s launch: {left['status']}")
         wait_for(lambda: not dep.cold_bots(), 30, what="the cold bot to exit")
         dep.stop_all()
-        _report(joins[:3], dep.otel_dir, switched_ns)
+        _report(joins[:3], dep.otel_dir, switched_ns, revoked_ns)
         _audit_report(audit)
         return 0
     except KeyboardInterrupt:
@@ -151,16 +169,20 @@ def run(redis_url: str, log_dir: Path) -> int:
         dep.cleanup()
 
 
-def _report(joins: list[Join], log_dir: Path, switched_ns: int) -> None:
+def _report(joins: list[Join], log_dir: Path, switched_ns: int, revoked_ns: int) -> None:
     from otel_session.log_reader import read_records
 
     records = list(read_records(log_dir))
     debug: dict[str, dict[str, int]] = {}
+    flushed: dict[str, dict[str, int]] = {}
     for join in joins:
         mine = [r for r in records if r.session_id == join.session_id]
         join.counts = {s: sum(1 for r in mine if r.service == s) for s in SERVICES}
         debug[join.session_id] = {s: sum(1 for r in mine if r.service == s and r.level == "DEBUG"
-                                         and r.time_unix_nano >= switched_ns) for s in SERVICES}
+                                         and not r.attributes.get(BUFFERED)
+                                         and switched_ns <= r.time_unix_nano < revoked_ns) for s in SERVICES}
+        flushed[join.session_id] = {s: sum(1 for r in mine if r.service == s and r.attributes.get(BUFFERED))
+                                    for s in SERVICES}
     say()
     for join in joins:
         say(f"== {join.who}: session {join.session_id} ({join.kind}), trace {join.trace_id}")
@@ -168,6 +190,9 @@ def _report(joins: list[Join], log_dir: Path, switched_ns: int) -> None:
         counts = debug[join.session_id]
         say("   DEBUG records after the grant: " + (", ".join(f"{s} {n}" for s, n in counts.items())
                                                      if any(counts.values()) else "none"))
+        held = flushed[join.session_id]
+        say("   DEBUG records flushed by a failure: " + (", ".join(f"{s} {n}" for s, n in held.items())
+                                                          if any(held.values()) else "none (held, never exported)"))
         say("   the manifold's Logs citation:")
         for line in join.citation.strip("`").strip().removeprefix("text").strip().splitlines():
             say(f"     {line}")

@@ -14,6 +14,7 @@ BUFFERED = {"OTEL_SESSION_BUFFER_LEVEL": "DEBUG", "GLOBAL_LOG_LEVEL": "INFO"}
 
 
 def test_a_session_that_fails_in_the_runner_exports_its_debug_records_from_every_service(platform):
+    platform.start_manifold(**BUFFERED)
     platform.start_runner(level="INFO", BOT_FAULT_MESSAGE=DRILL, **BUFFERED)
     platform.start_runner(level="INFO", **BUFFERED)
     platform.start_operator(**BUFFERED)
@@ -22,7 +23,9 @@ def test_a_session_that_fails_in_the_runner_exports_its_debug_records_from_every
     fine = platform.join(room_url=f"{ROOM}-fine", sessionId="s-fine", userId="u-2").json()
     for reply in (failing, fine):
         platform.wait_status(reply["launchId"], "running")
-    time.sleep(1.0)  # some keepalives, held in the runners
+    wait_for(lambda: len({r["trace_id"] for r in platform.records() if r["service"] == "manifold"}) == 2, 10,
+             what="both bots' questions to the manifold")
+    time.sleep(0.5)  # some keepalives, held in the runners
     assert not [r for r in platform.records() if r["level"] == "DEBUG"]  # INFO everywhere: held, not exported
 
     runner_of = {b["launchId"]: b["runner"] for b in platform.warm_bots()}
@@ -38,7 +41,7 @@ def test_a_session_that_fails_in_the_runner_exports_its_debug_records_from_every
         for r in platform.records():
             if r["level"] == "DEBUG" and r["trace_id"] == drilled["traceId"]:
                 by_service.setdefault(r["service"], []).append(r)
-        return by_service if {"bot-gateway", "bot-operator", "bot-runner"} <= set(by_service) else {}
+        return by_service if {"bot-gateway", "bot-operator", "bot-runner", "manifold"} <= set(by_service) else {}
 
     by_service = wait_for(flushed, 4, interval=0.1, what="the failed trace's DEBUG records from every service")
     failed_at = error["time"]
@@ -54,6 +57,7 @@ def test_a_session_that_fails_in_the_runner_exports_its_debug_records_from_every
     assert all(times == sorted(times) for times in exported.values()), exported
     assert sum(map(len, exported.values())) == sum(map(len, by_service.values()))
     assert any(m["message"].startswith("Join details") for m in by_service["bot-gateway"])
+    assert any("Request body keys" in m["message"] for m in by_service["manifold"])
     assert any(m["message"].startswith(f"Launch {drilled['launchId']} claimed") for m in by_service["bot-operator"])
     before = [r["message"] for r in by_service["bot-runner"] if r["time"] < failed_at]
     assert "Keepalive written" in before and before[-1] == "Fault drill message received; failing the session"
