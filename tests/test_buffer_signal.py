@@ -3,6 +3,7 @@ through Redis within 2 s; with Redis away local flushes still work and the lost 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -37,12 +38,12 @@ def prefix(monkeypatch):
 
 
 class Worker:
-    def __init__(self, tmp, prefix: str, name: str, redis_url: str = REDIS_URL, **env: str) -> None:
+    def __init__(self, tmp, prefix: str, name: str, redis_url: str = REDIS_URL, *args: str, **env: str) -> None:
         carrier: dict[str, str] = {}
         otel_session.inject_env(carrier)
         self.dir = tmp / name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.buffer_worker"], cwd=ROOT, text=True,
+            [sys.executable, "-m", "tests.buffer_worker", *args], cwd=ROOT, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env={**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **carrier,
                  "OTEL_SERVICE_NAME": name, "OTEL_SESSION_LOG_DIR": str(self.dir), "OTEL_BLRP_SCHEDULE_DELAY": "50",
@@ -114,6 +115,33 @@ def test_a_failure_in_another_process_flushes_what_this_one_holds(otel_logs, tmp
         worker.close()
     worker_records = [r["message"] for r in worker.records()]
     assert worker_records == ["held in worker", "failed in the worker"]
+
+
+def test_200_concurrent_sessions_across_two_processes_flush_exactly_the_10_that_fail(otel_logs, tmp_path, prefix):
+    telemetry = _configure(otel_logs, tmp_path)
+    worker = Worker(tmp_path, prefix, "worker", REDIS_URL, "many")
+    try:
+        entries, failing = [], set()
+        for n in range(200):
+            with session(session_id=f"s-{n}"), tracer.start_as_current_span(f"session {n}") as span:
+                log.debug("here %d", n)  # this process's part of the session: held
+                context = span.get_span_context()
+                entries.append([f"00-{context.trace_id:032x}-{context.span_id:016x}-01", f"s-{n}", n % 20 == 7])
+                if n % 20 == 7:
+                    failing.add(f"{context.trace_id:032x}")
+        assert worker.say(json.dumps(entries)) == "done"  # 200 asyncio tasks at once over there, 10 failing
+        wait_for(lambda: telemetry.stats().signals_received == 10, 4, interval=0.05, what="the 10 remote flushes")
+        telemetry.force_flush()
+        here = otlp_records(tmp_path / "here")
+        assert {r["trace_id"] for r in here} == failing and len(here) == 10
+        assert telemetry.stats().held == 190
+    finally:
+        worker.close()
+    there = [r for r in worker.records() if r["level"] == "DEBUG"]
+    assert {r["trace_id"] for r in there} == failing and len(there) == 30
+    for trace_id in failing:
+        steps = [r["message"] for r in there if r["trace_id"] == trace_id]
+        assert [m.rsplit(" ", 1)[1] for m in steps] == ["0", "1", "2"]
 
 
 def test_with_redis_away_local_flushes_work_and_the_lost_signal_is_counted(otel_logs, tmp_path, prefix):
