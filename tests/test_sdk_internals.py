@@ -99,3 +99,23 @@ def test_the_stdlib_logger_internals_we_use():
     assert logging.Logger.manager.loggerDict["tests.internals.child"] is logger
     assert logging.Logger.isEnabledFor is _stdlib.is_enabled_for or not _stdlib.STATE.telemetry
     logging.getLogger("tests.internals").setLevel(logging.NOTSET)
+
+
+def test_a_derived_record_keeps_the_templates_time_trace_and_scope_and_leaves_it_alone():
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    template = ReadWriteLogRecord(
+        LogRecord(timestamp=123, trace_id=7, span_id=9, body="held", severity_number=SeverityNumber.DEBUG,
+                  severity_text="DEBUG", attributes={"session.id": "s", "big": "x" * 10}),
+        instrumentation_scope=InstrumentationScope("tests.scope"))
+    derived = _sdk.derived_record(template, "notice", 13, "WARN", {"session.id": "s", "n": 3})
+    assert type(derived) is ReadWriteLogRecord and derived is not template
+    lr = derived.log_record
+    assert (lr.timestamp, lr.trace_id, lr.span_id) == (123, 7, 9)
+    assert (lr.body, lr.severity_number, lr.severity_text) == ("notice", SeverityNumber.WARN, "WARN")
+    assert dict(lr.attributes) == {"session.id": "s", "n": 3} and type(lr.attributes) is BoundedAttributes
+    assert derived.instrumentation_scope.name == "tests.scope" and derived.resource is template.resource
+    assert template.log_record.body == "held" and dict(template.log_record.attributes)["big"] == "x" * 10
+    (encoded,) = encode_logs([derived]).resource_logs[0].scope_logs[0].log_records  # the exporters' encoder
+    assert encoded.body.string_value == "notice" and encoded.time_unix_nano == 123

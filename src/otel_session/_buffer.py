@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from otel_session import _sdk
-from otel_session._levels import level_name, parse_level
+from otel_session._levels import parse_level
 from otel_session._record import attributes_size, value_size
 
 Key = int | str  # a trace id, or "session:<id>" for records with no trace
@@ -234,9 +234,6 @@ class TraceBuffer:
 
     # -- flushing -------------------------------------------------------------------------------
 
-    def is_open(self, key: Key) -> bool:
-        return self._open.get(key, 0.0) > time.monotonic()
-
     def flush(self, key: Key, *, publish: bool = True) -> int:
         """Export `key`'s held records (and a notice of any evicted), keep exporting its records for
         `ttl_s`, and tell the other processes (once per TTL). The number of held records exported."""
@@ -301,12 +298,6 @@ class TraceBuffer:
 def _session_attributes(record: Any) -> dict[str, Any]:
     attributes = record.log_record.attributes or {}
     return {k: v for k, v in attributes.items() if k.startswith(("session.", "user."))}
-
-
-def describe(settings: BufferSettings) -> str:
-    if settings.level is None:
-        return "off"
-    return f"{level_name(settings.level)}, {settings.max_bytes} bytes, {settings.ttl_s:g} s"
 
 
 __all__ = ["BUFFERED", "ERROR_SEVERITY", "BufferSettings", "BufferStats", "Key", "TraceBuffer"]
