@@ -30,6 +30,7 @@ def test_the_attribute_fast_path_is_taken_on_this_sdk():
     assert dict(record.log_record.attributes) == {"a": 1, "session.id": "s", "user.id": "u"}
     copied = _sdk.attributes_copy(attributes)
     assert copied == dict(attributes) and copied is not attributes._dict
+    assert _sdk.raw_attributes(attributes) is attributes._dict and _sdk.raw_attributes(None) is None
 
 
 def test_existing_attributes_win_and_at_a_count_limit_the_callers_attributes_stay():

@@ -173,7 +173,7 @@ class TraceBuffer:
     def hold(self, key: Key, record: Any, body: object) -> bool:
         """Hold `record` of `key`; False when that key failed lately (export it directly)."""
         now = time.monotonic()
-        attributes = record.log_record.attributes
+        attributes = _sdk.raw_attributes(record.log_record.attributes)
         size = HELD_OVERHEAD + (len(body) if type(body) is str else value_size(body))
         if attributes:
             size += attributes_size(attributes)

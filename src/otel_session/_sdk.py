@@ -71,6 +71,14 @@ def attributes_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(attributes)
 
 
+def raw_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The plain dict inside a record's attributes, to read them without the mapping's lock and
+    iterator copy (the caller only reads)."""
+    if type(attributes) is BoundedAttributes and type(attributes._dict) is dict:
+        return attributes._dict
+    return attributes
+
+
 def derived_record(template: Any, body: str, severity_number: int, severity_text: str,
                    attributes: Mapping[str, Any]) -> Any:
     """A new SDK record like `template` (its time, trace, span, resource and scope) with this body,
