@@ -40,12 +40,17 @@ def redis_client(settings: Settings | None = None, url: str | None = None) -> re
 
 
 def _no_maintenance_notifications() -> dict[str, Any]:
-    """redis-py 7+ asks every new connection for maintenance notifications; a Redis before 8
-    refuses, and the client logs that at DEBUG in whatever session opened the connection."""
-    try:
-        from redis.maint_notifications import MaintNotificationsConfig
-    except ImportError:
+    """redis-py 7+'s asyncio client asks every new connection for maintenance notifications; a Redis
+    before 8 refuses, and the client logs that at DEBUG in whatever session opened the connection.
+    (Open WebUI 0.12 pins a redis-py whose asyncio client neither asks nor takes the setting.)"""
+    import inspect
+
+    from redis.asyncio.connection import AbstractConnection
+
+    if "maint_notifications_config" not in inspect.signature(AbstractConnection.__init__).parameters:
         return {}
+    from redis.maint_notifications import MaintNotificationsConfig
+
     return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 

@@ -68,3 +68,24 @@ def test_a_session_that_fails_in_the_runner_exports_its_debug_records_from_every
     time.sleep(1.0)
     assert not [r for r in platform.records() if r["level"] == "DEBUG" and r["trace_id"] != drilled["traceId"]]
     assert platform.record(spared["launchId"])["status"] == "running"
+
+
+def test_the_bots_redis_client_logs_nothing_into_the_session_that_opens_a_connection(otel_logs):
+    """redis-py 7+ asks each new connection for maintenance notifications and logs Redis 7's refusal at
+    DEBUG, in whatever session opened it: held and flushed with every failed session, until we stopped asking."""
+    import asyncio
+
+    from bot.service import redis_client
+    from otel_session import capture, session
+    from tests.bot_platform import REDIS_URL
+
+    async def main() -> list[str]:
+        client = redis_client(url=REDIS_URL)
+        try:
+            with session(session_id="s-redis"), capture(level="DEBUG") as cap:
+                assert await client.ping()
+            return [r.message for r in cap.records]
+        finally:
+            await client.aclose()
+
+    assert not [m for m in asyncio.run(main()) if "maintenance" in m]
