@@ -360,3 +360,34 @@ def test_the_held_size_estimate_matches_what_a_held_record_really_costs(wire):
         estimated = buffer.stats().held_bytes - start_bytes
     real = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert 0.75 < estimated / real < 1.25, (estimated / 2000, real / 2000)
+
+
+def test_a_trace_that_lost_every_held_record_still_says_how_many_when_it_fails(wire):
+    wire.configure(buffer_max_bytes=10 * (HELD_OVERHEAD + 100))
+    with session(session_id="s-gone"), tracer.start_as_current_span("all evicted"):
+        gone = trace_id()
+        for i in range(3):
+            log.debug("gone %d", i)
+    with tracer.start_as_current_span("pushes it out"):
+        for i in range(12):
+            log.debug("newer %d", i)
+    assert otel_session.flush(gone) == 0
+    (notice,) = [r for r in wire.records() if r["trace_id"] == format(gone, "032x")]
+    assert "3 held record(s) of this trace were evicted" in notice["message"]
+    assert int(notice["attrs"]["otel_session.evicted"]) == 3 and notice["attrs"]["session.id"] == "s-gone"
+
+
+def test_the_notes_of_traces_that_lost_everything_are_bounded(wire, monkeypatch):
+    from otel_session import _buffer
+
+    monkeypatch.setattr(_buffer, "MAX_LOST_TRACES", 5)
+    wire.configure(buffer_max_bytes=2 * (HELD_OVERHEAD + 100))
+    ids = []
+    for n in range(20):  # each trace's one record pushes out an earlier trace's only record
+        with tracer.start_as_current_span(f"t{n}"):
+            ids.append(trace_id())
+            log.debug("only %d", n)
+    assert len(STATE.buffer._traces) <= 5 + 2 and len(STATE.buffer._lost_only) == 5
+    assert otel_session.flush(ids[0]) == 0 and not wire.records()  # forgotten: no notice
+    otel_session.flush(ids[16])  # among the 5 kept: a notice
+    assert [int(r["attrs"]["otel_session.evicted"]) for r in wire.records()] == [1]

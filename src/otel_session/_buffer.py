@@ -13,7 +13,9 @@ created for us at all). What happens to it:
 - **dropped** `ttl_s` after it was held, if no flush came: nothing held of a trace that did not
   fail is ever exported;
 - **evicted**, oldest first across the process, while the held records' size is over `max_bytes`;
-  a flush that finds its trace lost some exports one record saying how many.
+  a flush that finds its trace lost some exports one record saying how many (made from the oldest
+  record still held, or, for up to `MAX_LOST_TRACES` traces that lost them all, from a bodiless copy
+  of the last one: the only memory outside `max_bytes`).
 
 Unlike a per-invocation buffer (Lambda Powertools clears it on a new trace id and drops records
 that have none), many traces are held at once: asyncio tasks and threads each log into their own.
@@ -45,6 +47,8 @@ BUFFERED = "otel_session.buffered"
 HELD_OVERHEAD = 2000
 MAX_TTL_S = 24 * 3600.0
 SWEEP_S = 1.0
+# Traces whose every held record was evicted keep a small note (for the notice), for this many at most.
+MAX_LOST_TRACES = 1000
 _OFF = ("", "OFF", "NONE", "FALSE", "0")
 
 
@@ -131,7 +135,9 @@ class _Trace:
     def __init__(self) -> None:
         self.held: deque[_Held] = deque()
         self.evicted = 0
-        self.lost: Any = None  # the newest evicted record: what the eviction notice is made from
+        # When eviction took every held record: a bodiless copy of the last one, to make the
+        # eviction notice from (otherwise it is made from the oldest record still held).
+        self.lost: Any = None
         self.last = 0.0
 
 
@@ -144,6 +150,7 @@ class TraceBuffer:
         self._traces: dict[Key, _Trace] = {}
         self._order: deque[_Held] = deque()  # every held record, oldest first (flushed ones lazily removed)
         self._open: dict[Key, float] = {}  # flushed trace -> until when its records are exported directly
+        self._lost_only: dict[Key, None] = {}  # traces holding only an eviction note, oldest first
         self._bytes = 0
         self._next_sweep = 0.0
         self._counts = dict.fromkeys(("flushed", "dropped", "evicted", "flushes", "signals_sent",
@@ -183,6 +190,9 @@ class TraceBuffer:
             trace = self._traces.get(key)
             if trace is None:
                 trace = self._traces[key] = _Trace()
+            elif trace.lost is not None:  # the notice can be made from this record now
+                trace.lost = None
+                self._lost_only.pop(key, None)
             held = _Held(record, size, now, key)
             trace.held.append(held)
             trace.last = now
@@ -203,9 +213,19 @@ class TraceBuffer:
             trace = traces[held.key]
             trace.held.popleft()
             trace.evicted += 1
-            trace.lost = held.record
+            if not trace.held:
+                self._note_lost(held.key, trace, held.record)
             self._release(held)
             self._counts["evicted"] += 1
+
+    def _note_lost(self, key: Key, trace: _Trace, record: Any) -> None:
+        trace.lost = _sdk.derived_record(record, "", 13, "WARN", _session_attributes(record))
+        lost_only = self._lost_only
+        lost_only[key] = None
+        if len(lost_only) > MAX_LOST_TRACES:
+            oldest = next(iter(lost_only))
+            del lost_only[oldest]
+            self._traces.pop(oldest, None)
 
     def _release(self, held: _Held) -> None:
         held.alive = False
@@ -223,12 +243,14 @@ class TraceBuffer:
                 trace.held.popleft()
                 self._release(held)
                 self._counts["dropped"] += 1
-                if not trace.held and not trace.evicted:
+                if not trace.held:  # what eviction took before is past the TTL too
                     del traces[held.key]
+                    self._lost_only.pop(held.key, None)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_S
             for key in [k for k, t in traces.items() if not t.held and t.last <= cutoff]:
                 del traces[key]
+                self._lost_only.pop(key, None)
             for key in [k for k, until in self._open.items() if until <= now]:
                 del self._open[key]
 
@@ -245,12 +267,14 @@ class TraceBuffer:
             was_open = self._open.get(key, 0.0) > now
             self._open[key] = now + self.settings.ttl_s
             trace = self._traces.pop(key, None)
+            self._lost_only.pop(key, None)
             records, lost, evicted = [], None, 0
             if trace is not None:
+                if trace.evicted:
+                    lost, evicted = (trace.held[0].record if trace.held else trace.lost), trace.evicted
                 for held in trace.held:
                     records.append(held.record)
                     self._release(held)
-                lost, evicted = trace.lost, trace.evicted
             self._counts["flushed"] += len(records)
             self._counts["flushes"] += 1
         export = self.export
@@ -281,6 +305,7 @@ class TraceBuffer:
             self._traces.clear()
             self._order.clear()
             self._open.clear()
+            self._lost_only.clear()
             self._bytes = 0
 
     def reset(self) -> None:
