@@ -391,3 +391,26 @@ def test_the_notes_of_traces_that_lost_everything_are_bounded(wire, monkeypatch)
     assert otel_session.flush(ids[0]) == 0 and not wire.records()  # forgotten: no notice
     otel_session.flush(ids[16])  # among the 5 kept: a notice
     assert [int(r["attrs"]["otel_session.evicted"]) for r in wire.records()] == [1]
+
+
+def test_a_record_is_flushed_through_the_processor_that_held_it(wire):
+    """A second pipeline of its own (a `SessionLogProcessor` in another provider) shares the buffer; a
+    flush sends each record back to the exporters of the processor that held it."""
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.context import get_current
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from otel_session import SessionLogProcessor
+
+    other = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SessionLogProcessor(SimpleLogRecordProcessor(other)))
+    with tracer.start_as_current_span("two pipelines"):
+        provider.get_logger("tests.buffer").emit(LogRecord(  # a stdlib logger at INFO: not exported, held
+            context=get_current(), body="held by the other pipeline", severity_number=SeverityNumber.DEBUG,
+            severity_text="DEBUG"))
+        log.debug("held by ours")
+        assert otel_session.flush() == 2
+    assert [r.log_record.body for r in other.get_finished_logs()] == ["held by the other pipeline"]
+    assert wire.messages() == ["held by ours"]

@@ -38,6 +38,7 @@ from otel_session._levels import parse_level
 from otel_session._record import attributes_size, value_size
 
 Key = int | str  # a trace id, or "session:<id>" for records with no trace
+Export = Callable[[Any], None]  # what exports a flushed record: the processor that held it
 
 ERROR_SEVERITY = 17  # OTel severity number of ERROR: a record at or above it fails its trace
 BUFFERED = "otel_session.buffered"
@@ -122,11 +123,11 @@ class BufferStats:
 
 
 class _Held:
-    __slots__ = ("alive", "at", "key", "record", "size")
+    __slots__ = ("alive", "at", "export", "key", "record", "size")
 
-    def __init__(self, record: Any, size: int, at: float, key: Key) -> None:
+    def __init__(self, record: Any, size: int, at: float, key: Key, export: Export) -> None:
         self.record: Any = record
-        self.size, self.at, self.key, self.alive = size, at, key, True
+        self.size, self.at, self.key, self.export, self.alive = size, at, key, export, True
 
 
 class _Trace:
@@ -135,9 +136,9 @@ class _Trace:
     def __init__(self) -> None:
         self.held: deque[_Held] = deque()
         self.evicted = 0
-        # When eviction took every held record: a bodiless copy of the last one, to make the
-        # eviction notice from (otherwise it is made from the oldest record still held).
-        self.lost: Any = None
+        # When eviction took every held record: a bodiless copy of the last one and its exporter, to
+        # make the eviction notice from (otherwise it is made from the oldest record still held).
+        self.lost: tuple[Any, Export] | None = None
         self.last = 0.0
 
 
@@ -155,8 +156,6 @@ class TraceBuffer:
         self._next_sweep = 0.0
         self._counts = dict.fromkeys(("flushed", "dropped", "evicted", "flushes", "signals_sent",
                                       "signals_received", "signals_lost"), 0)
-        # Set by the processor: exports one record to every exporting processor.
-        self.export: Callable[[Any], None] | None = None
         # Set by the Redis watcher: tells the other processes that a key was flushed here.
         self.signal: Callable[[Key], None] | None = None
 
@@ -177,8 +176,9 @@ class TraceBuffer:
 
     # -- the emit path --------------------------------------------------------------------------
 
-    def hold(self, key: Key, record: Any, body: object) -> bool:
-        """Hold `record` of `key`; False when that key failed lately (export it directly)."""
+    def hold(self, key: Key, record: Any, body: object, export: Export) -> bool:
+        """Hold `record` of `key`, to be exported with `export` (the processor that held it) if its
+        trace fails; False when that key failed lately (export it directly)."""
         now = time.monotonic()
         attributes = _sdk.raw_attributes(record.log_record.attributes)
         size = HELD_OVERHEAD + (len(body) if type(body) is str else value_size(body))
@@ -193,7 +193,7 @@ class TraceBuffer:
             elif trace.lost is not None:  # the notice can be made from this record now
                 trace.lost = None
                 self._lost_only.pop(key, None)
-            held = _Held(record, size, now, key)
+            held = _Held(record, size, now, key, export)
             trace.held.append(held)
             trace.last = now
             self._order.append(held)
@@ -214,12 +214,12 @@ class TraceBuffer:
             trace.held.popleft()
             trace.evicted += 1
             if not trace.held:
-                self._note_lost(held.key, trace, held.record)
+                self._note_lost(held.key, trace, held)
             self._release(held)
             self._counts["evicted"] += 1
 
-    def _note_lost(self, key: Key, trace: _Trace, record: Any) -> None:
-        trace.lost = _sdk.derived_record(record, "", 13, "WARN", _session_attributes(record))
+    def _note_lost(self, key: Key, trace: _Trace, held: _Held) -> None:
+        trace.lost = _sdk.derived_record(held.record, "", 13, "WARN", _session_attributes(held.record)), held.export
         lost_only = self._lost_only
         lost_only[key] = None
         if len(lost_only) > MAX_LOST_TRACES:
@@ -268,25 +268,26 @@ class TraceBuffer:
             self._open[key] = now + self.settings.ttl_s
             trace = self._traces.pop(key, None)
             self._lost_only.pop(key, None)
-            records, lost, evicted = [], None, 0
+            records: list[tuple[Any, Export]] = []
+            lost, evicted = None, 0
             if trace is not None:
                 if trace.evicted:
-                    lost, evicted = (trace.held[0].record if trace.held else trace.lost), trace.evicted
+                    lost = (trace.held[0].record, trace.held[0].export) if trace.held else trace.lost
+                    evicted = trace.evicted
                 for held in trace.held:
-                    records.append(held.record)
+                    records.append((held.record, held.export))
                     self._release(held)
             self._counts["flushed"] += len(records)
             self._counts["flushes"] += 1
-        export = self.export
-        if export is not None:
-            if lost is not None:
-                export(_sdk.derived_record(
-                    lost, f"otel_session: {evicted} held record(s) of this trace were evicted before this flush "
+        if lost is not None:
+            template, export = lost
+            export(_sdk.derived_record(
+                template, f"otel_session: {evicted} held record(s) of this trace were evicted before this flush "
                           f"(buffer_max_bytes={self.settings.max_bytes})",
-                    13, "WARN", {**_session_attributes(lost), BUFFERED: True, "otel_session.evicted": evicted}))
-            for record in records:
-                _sdk.add_attributes(record.log_record, ((BUFFERED, True),), 0)  # type: ignore[arg-type]
-                export(record)
+                13, "WARN", {**_session_attributes(template), BUFFERED: True, "otel_session.evicted": evicted}))
+        for record, export in records:
+            _sdk.add_attributes(record.log_record, ((BUFFERED, True),), 0)  # type: ignore[arg-type]
+            export(record)
         if publish and not was_open and self.signal is not None:
             self.signal(key)
         return len(records)

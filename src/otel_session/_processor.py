@@ -51,7 +51,7 @@ class SessionLogProcessor(LogRecordProcessor):
         self.duplicates = 0
         if baggage_keys is not None and tuple(baggage_keys) != DEFAULT_BAGGAGE_KEYS:
             state.set_baggage_keys(baggage_keys)
-        state.buffer.export = self.export  # a flush exports what it held through this processor
+        self._export = self.export  # what a flush of the records this processor held calls
 
     @property
     def baggage_keys(self) -> tuple[str, ...]:
@@ -108,7 +108,7 @@ class SessionLogProcessor(LogRecordProcessor):
             if severity >= ERROR_SEVERITY and meaning.key is not None and state.buffer.on:
                 state.buffer.flush(meaning.key)  # the trace failed: what it held goes first
             if held:
-                if state.buffer.hold(meaning.key, log_record, lr.body):  # type: ignore[arg-type]
+                if state.buffer.hold(meaning.key, log_record, lr.body, self._export):  # type: ignore[arg-type]
                     return
                 exported = True  # its trace failed lately: what follows the error is exported too
             if exported:
