@@ -326,6 +326,13 @@ def test_the_environment_configures_buffering(otel_logs, monkeypatch):
     monkeypatch.setenv("OTEL_SESSION_BUFFER_TTL_S", "soon")
     with pytest.raises(ValueError, match="OTEL_SESSION_BUFFER_TTL_S"):
         otel_logs.configure()
+    monkeypatch.setenv("OTEL_SESSION_BUFFER_TTL_S", "5")
+    monkeypatch.setenv("OTEL_SESSION_BUFFER_LEVEL", "chatty")
+    with pytest.raises(ValueError, match="OTEL_SESSION_BUFFER_LEVEL: invalid log level 'chatty'"):
+        otel_logs.configure()
+    monkeypatch.setenv("OTEL_SESSION_BUFFER_LEVEL", "off")
+    otel_logs.configure()
+    assert not STATE.buffer.on
 
 
 def test_a_forked_child_holds_none_of_its_parents_records(wire, tmp_path):

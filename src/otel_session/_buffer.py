@@ -74,11 +74,12 @@ class BufferSettings:
                ttl_s: float | None, env: Mapping[str, str] | None = None) -> BufferSettings:
         """The arguments, else `OTEL_SESSION_BUFFER_*`, else what is set now."""
         env = os.environ if env is None else env
+        name = "buffer_level"
         if level is None and env.get("OTEL_SESSION_BUFFER_LEVEL") is not None:
-            level = env["OTEL_SESSION_BUFFER_LEVEL"]
+            level, name = env["OTEL_SESSION_BUFFER_LEVEL"], "OTEL_SESSION_BUFFER_LEVEL"
         new_level = current.level
         if level is not None:
-            new_level = None if isinstance(level, str) and level.strip().upper() in _OFF else _level(level)
+            new_level = None if isinstance(level, str) and level.strip().upper() in _OFF else _level(level, name)
         return cls(
             new_level,
             max_bytes if max_bytes is not None else _number(env, "OTEL_SESSION_BUFFER_MAX_BYTES", int,
@@ -87,11 +88,11 @@ class BufferSettings:
         )
 
 
-def _level(value: str | int) -> int:
+def _level(value: str | int, name: str) -> int:
     try:
         return parse_level(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"buffer_level: {exc} (or OFF)") from None
+        raise ValueError(f"{name}: {exc} (or OFF)") from None
 
 
 def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float], default: Any) -> Any:
