@@ -105,14 +105,18 @@ class SessionLogProcessor(LogRecordProcessor):
                             kept = (entry(log_record, severity, meaning.attrs_view, meaning.attrs_size) if bare
                                     else entry(log_record, severity))
                         cap.keep(kept)
-            if severity >= ERROR_SEVERITY and meaning.key is not None and state.buffer.on:
-                state.buffer.flush(meaning.key)  # the trace failed: what it held goes first
-            if held:
-                if state.buffer.hold(meaning.key, log_record, lr.body, self._export):  # type: ignore[arg-type]
-                    return
-                exported = True  # its trace failed lately: what follows the error is exported too
-            if exported:
-                self.export(log_record)
+            if meaning.key is not None:  # buffering is on (`_buffer`)
+                if severity >= ERROR_SEVERITY and state.buffer.on:
+                    state.buffer.flush(meaning.key)  # the trace failed: what it held goes first
+                if held:
+                    if state.buffer.hold(meaning.key, log_record, lr.body, self._export):
+                        return
+                    exported = True  # its trace failed lately: what follows the error is exported too
+            if exported:  # `export()`, inlined
+                if self.inner is not None:
+                    self.inner.on_emit(log_record)
+                if self.host_processors is not None:
+                    self.host_processors.on_emit(log_record)
         except Exception:  # never into the caller's logging call
             self.errors += 1
             if self.errors == 1 or self.errors % 1000 == 0:
