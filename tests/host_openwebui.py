@@ -72,7 +72,8 @@ logging.basicConfig(handlers=[InterceptHandler()], level="INFO", force=True)
 # --- the pipe, loaded after start_logger() -----------------------------------------------------
 import otel_session  # noqa: E402
 
-telemetry = otel_session.configure(service_name="manifold")
+BUFFERING = bool(os.environ.get("BUFFER"))  # debug buffering on, and a run that fails
+telemetry = otel_session.configure(service_name="manifold", buffer_level="DEBUG" if BUFFERING else None)
 otel_session.add_redaction(*otel_session.SECRET_PATTERNS)
 if os.environ.get("OURS_FIRST"):  # the other order of the two root handlers
     root_handlers = logging.getLogger().handlers
@@ -93,6 +94,16 @@ with otel_session.session(session_id="chat", user_id="u-2"), otel_session.captur
     thread.start()  # a thread without the run's context: nothing asked there
     done.wait(5)
     thread.join()
+if BUFFERING:
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("tests.host")
+    with otel_session.session(session_id="fails", user_id="u-3"), tracer.start_as_current_span("chat completion"):
+        pipe_log.debug("fails: request body keys")
+        pipe_log.debug("fails: streaming started")
+        pipe_log.error("fails: upstream stream broke")
+    with otel_session.session(session_id="fine", user_id="u-4"), tracer.start_as_current_span("chat completion"):
+        pipe_log.debug("fine: held, never exported")
 other.debug("outside any session")
 other.info("outside: info")
 telemetry.force_flush()
@@ -108,4 +119,5 @@ json.dump({
     "simple": simple_exporter.records(),
     "console": console,
     "citation": [r.message for r in cap.records],
+    "stats": str(telemetry.stats()),
 }, sys.stdout)

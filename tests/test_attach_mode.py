@@ -11,14 +11,16 @@ import pytest
 from tests.support import ROOT
 
 
-@pytest.fixture(scope="module", params=["host handler first", "ours first"])
-def report(request):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    if request.param == "ours first":
-        env["OURS_FIRST"] = "1"
+def _run_host(**extra: str) -> dict:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}, **extra}
     out = subprocess.run([sys.executable, "-m", "tests.host_openwebui"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=60, check=True)
     return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module", params=["host handler first", "ours first"])
+def report(request):
+    return _run_host(**({"OURS_FIRST": "1"} if request.param == "ours first" else {}))
 
 
 def _pipe(records):
@@ -49,3 +51,18 @@ def test_the_citation_shows_each_line_once_and_the_hosts_console_what_it_saw_bef
     assert report["root_level"] == 20
     assert not any(line.startswith("DEBUG") for line in report["console"])
     assert report["duplicates"] > 0  # the second bridge's copies were recognised
+
+
+@pytest.mark.parametrize("order", ["host handler first", "ours first"])
+def test_a_failing_run_flushes_its_held_debug_records_to_the_hosts_exporters_once(order):
+    report = _run_host(BUFFER="1", **({"OURS_FIRST": "1"} if order == "ours first" else {}))
+    for exporter in ("batch", "simple"):
+        failing = [r["body"] for r in report[exporter] if r["session"] == "fails"]
+        assert failing == ["fails: request body keys", "fails: streaming started", "fails: upstream stream broke"]
+        assert not [r for r in report[exporter] if r["session"] == "fine"]  # held, then never exported
+        assert "outside any session" not in [r["body"] for r in report[exporter]]
+        quiet = [r["body"] for r in report[exporter] if r["session"] == "quiet"]  # at ERROR: its INFO was held
+        assert quiet == ["quiet: info below the session's export level", "quiet: upstream refused key [REDACTED]"]
+    assert "flushed=3" in report["stats"] and "flushes=2" in report["stats"]  # and the chat's DEBUG, captured
+    assert "held=2" in report["stats"]  # the fine run's and the chat's: held until the TTL drops them
+    assert not any(line.startswith("DEBUG") for line in report["console"])  # the host's console: as before
