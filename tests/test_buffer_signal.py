@@ -192,3 +192,28 @@ def test_garbage_in_the_stream_is_skipped(otel_logs, tmp_path, prefix):
     ("trace:" + "g" * 32, None), (b"trace:", None), ("other", None)])
 def test_parse_key(text, key):
     assert parse_key(text) == key
+
+
+def test_a_flush_that_raises_in_the_watcher_does_not_stop_it(otel_logs, tmp_path, prefix, monkeypatch):
+    from otel_session._state import STATE
+
+    telemetry = _configure(otel_logs, tmp_path)
+    client = redis.Redis.from_url(REDIS_URL)
+    real_flush, calls = STATE.buffer.flush, []
+
+    def broken(key, **kwargs):
+        calls.append(key)
+        if len(calls) == 1:
+            raise RuntimeError("an exporter that raises")
+        return real_flush(key, **kwargs)
+
+    monkeypatch.setattr(STATE.buffer, "flush", broken)
+    with tracer.start_as_current_span("second"):
+        second = trace.get_current_span().get_span_context().trace_id
+        log.debug("held")
+    client.xadd(prefix + STREAM, {"key": wire_key(12345), "origin": "elsewhere"})
+    wait_for(lambda: calls, 2.5, interval=0.05, what="the first remote flush")
+    client.xadd(prefix + STREAM, {"key": wire_key(second), "origin": "elsewhere"})
+    wait_for(lambda: telemetry.stats().flushed == 1, 2.5, interval=0.05, what="the watcher to go on")
+    assert STATE.grant_watcher is not None and STATE.grant_watcher.errors == 1
+    client.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_session import _grants
+from otel_session._diagnostics import internal
 from otel_session._flush_signal import FlushSignals
 from otel_session._grants import Grant
 
@@ -75,6 +76,7 @@ class GrantWatcher:
         """`signals`: the debug buffer's flushes to exchange with the other processes on each poll."""
         self.redis_url, self.prefix, self.service, self.poll_s = redis_url, prefix, service, poll_s
         self.signals = signals
+        self.errors = 0
         self._stop = threading.Event()
         self._used: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
         self._grants: dict[str, Grant] = {}
@@ -124,6 +126,11 @@ class GrantWatcher:
                                    "until they expire (and debug-buffer flushes wait)",
                                    _grants.safe_url(self.redis_url), type(exc).__name__)
                 down = True
+            except Exception:  # a defect, or an exporter that raised during a flush: the thread goes on
+                self.errors += 1
+                if self.errors == 1 or self.errors % 100 == 0:
+                    internal.exception("otel_session: the Redis watcher failed a poll (%d so far); it goes on",
+                                       self.errors)
             self._publish()
             if self.signals is not None:
                 self.signals.drop_stale()
