@@ -33,6 +33,7 @@ SECRET = "sk-" + "A1b2C3d4E5f6G7h8"
 class HostExporter(SerialisingExporter):
     def records(self) -> list[dict[str, object]]:
         return [{"body": record.body.string_value, "severity": record.severity_number, "logger": scope.name,
+                 "time": record.time_unix_nano,
                  "session": attributes(record).get("session.id"), "raw": payload.hex()}
                 for scope, record, payload in self.decoded()]
 

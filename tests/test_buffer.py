@@ -421,3 +421,42 @@ def test_a_record_is_flushed_through_the_processor_that_held_it(wire):
         assert otel_session.flush() == 2
     assert [r.log_record.body for r in other.get_finished_logs()] == ["held by the other pipeline"]
     assert wire.messages() == ["held by ours"]
+
+
+def test_the_apps_console_sees_what_it_saw_before_and_never_a_held_record(wire):
+    """An app's own handler on the root logger (`basicConfig(level=INFO)` puts one there at NOTSET): a
+    record created only to be held reaches our handler alone; a session or capture that asks for DEBUG
+    reaches the console as before."""
+    import io
+
+    console = io.StringIO()
+    handler = logging.StreamHandler(console)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with tracer.start_as_current_span("quiet console"):
+            log.debug("held, not on the console")
+            log.info("on the console")
+            log.error("fails")
+        with session(session_id="s-asks", log_level="DEBUG"), tracer.start_as_current_span("asks"):
+            log.debug("this session asked for DEBUG")
+        propagating = logging.getLogger("tests.buffer.own")
+        propagating.propagate = False
+        propagating.addHandler(own := logging.StreamHandler(io.StringIO()))
+        with tracer.start_as_current_span("no path to our handler"):
+            propagating.debug("not held: our handler is not on its path")
+    finally:
+        root.removeHandler(handler)
+        propagating.removeHandler(own)
+        propagating.propagate = True
+    assert console.getvalue().splitlines() == ["on the console", "fails", "this session asked for DEBUG"]
+    assert own.stream.getvalue() == ""
+    assert wire.messages() == ["held, not on the console", "on the console", "fails", "this session asked for DEBUG"]
+
+
+def test_routing_is_the_stdlibs_while_buffering_is_off(otel_logs):
+    assert logging.Logger.callHandlers.__name__ == "callHandlers"
+    otel_logs.configure(buffer_level="DEBUG")
+    assert logging.Logger.callHandlers.__module__ == "otel_session._stdlib"
+    otel_logs.configure(buffer_level="OFF")
+    assert logging.Logger.callHandlers.__name__ == "callHandlers"

@@ -100,6 +100,11 @@ def test_the_stdlib_logger_internals_we_use():
     assert logging.Logger.manager.loggerDict["tests.internals.child"] is logger
     assert logging.Logger.isEnabledFor is _stdlib.is_enabled_for or not _stdlib.STATE.telemetry
     logging.getLogger("tests.internals").setLevel(logging.NOTSET)
+    # `_stdlib.call_handlers` (held records to our handler alone) replaces the method `Logger.handle` calls
+    import inspect
+
+    assert "self.callHandlers(record)" in inspect.getsource(logging.Logger.handle)
+    assert _stdlib._stdlib_call_handlers.__qualname__ == "Logger.callHandlers"
 
 
 def test_a_derived_record_keeps_the_templates_time_trace_and_scope_and_leaves_it_alone():

@@ -45,7 +45,7 @@ BUFFERED = "otel_session.buffered"
 # What a held SDK record costs in memory beyond its body and attributes (the ReadWriteLogRecord, its
 # LogRecord, the BoundedAttributes and their lock, our slot): measured with tracemalloc in
 # tests/test_buffer.py, which fails when the estimate drifts.
-HELD_OVERHEAD = 2000
+HELD_OVERHEAD = 850
 MAX_TTL_S = 24 * 3600.0
 SWEEP_S = 1.0
 # Traces whose every held record was evicted keep a small note (for the notice), for this many at most.

@@ -41,8 +41,8 @@ class Meaning:
     """A context's session attributes, its export level, its open captures, and its floor: the
     lowest stdlib level any of those asks to have records created for."""
 
-    __slots__ = ("__weakref__", "attrs", "attrs_size", "attrs_view", "captures", "export", "export_level", "floor",
-                 "generation", "hold", "key", "longest")
+    __slots__ = ("__weakref__", "asked", "attrs", "attrs_size", "attrs_view", "captures", "export", "export_level",
+                 "floor", "generation", "hold", "key", "longest")
 
     def __init__(self, generation: int, attrs: tuple[tuple[str, str], ...], export_level: int | None,
                  captures: tuple[Capture, ...], hold_level: int | None = None, key: Key | None = None) -> None:
@@ -62,6 +62,9 @@ class Meaning:
             levels.append(export_level)
         self.key = key
         self.hold = None
+        # The lowest level the export or a capture asks for: below it (and above `hold_level`) a record is
+        # created only to be held, and goes to our handler alone (`_stdlib.call_handlers`).
+        self.asked = min(levels, default=NO_FLOOR)
         if hold_level is not None and key is not None and (export_level is None or hold_level < export_level):
             self.hold = severity_of(hold_level)
             levels.append(hold_level)

@@ -8,13 +8,17 @@ open capture's level below the logger's — and only for loggers that inherit th
 the app set explicitly on a logger stands). `logging.disable()` still wins.
 
 While no context that asks is alive (`State.asking.armed`), a disabled call costs one global check
-more than the stdlib's. `tests/test_stdlib_internals.py` fails loudly when the stdlib changes the
+more than the stdlib's. With debug buffering on, `Logger.callHandlers` is ours too: a record created
+only to be held goes to our bridge handler alone (the app's console never sees it). `tests/test_stdlib_internals.py` fails loudly when the stdlib changes the
 parts this leans on (`Logger._cache`, `Manager._clear_cache`, `Manager.disable`).
 """
 
 from __future__ import annotations
 
 import logging
+
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
 
 from otel_session import _sdk
 from otel_session._context import _ATTR
@@ -28,6 +32,7 @@ _asking = STATE.asking
 _root = logging.root
 _logger_dict = logging.Logger.manager.loggerDict
 _LEVEL_OF = [level_of(s) for s in range(25)]  # severity number -> the lowest stdlib level that has it
+_BRIDGES = (LoggingHandler, SdkLoggingHandler)  # ours (`BridgeHandler`) and any OTel bridge on the path
 
 
 def _inherits(logger: logging.Logger) -> bool:
@@ -73,6 +78,40 @@ def configured_enabled(name: str, severity: int) -> bool:
     level = _LEVEL_OF[severity]
     known = found._cache.get(level)  # type: ignore[attr-defined]  # the stdlib's own answer, when it has one
     return known if known is not None else _stdlib_is_enabled_for(found, level)
+
+
+_stdlib_call_handlers = logging.Logger.callHandlers
+
+
+def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+    """With debug buffering on: a record created only to be held (below the app's level, and below
+    every level its context asks for) goes to our bridge handler alone, so the app's console and other
+    handlers see what they saw before; every other record goes to every handler, as the stdlib does."""
+    level = record.levelno
+    cache = self._cache  # type: ignore[attr-defined]
+    try:
+        enabled = cache[level]
+    except KeyError:
+        enabled = _stdlib_is_enabled_for(self, level)
+    if not enabled:
+        ctx = _current()
+        meaning = getattr(ctx, _ATTR, None)
+        if meaning is None or meaning.generation != STATE.generation:
+            meaning = STATE.meaning(ctx)
+        if meaning.hold is not None and meaning.floor <= level < meaning.asked:
+            node: logging.Logger | None = self
+            while node is not None:
+                for handler in node.handlers:
+                    if isinstance(handler, _BRIDGES) and level >= handler.level:
+                        handler.handle(record)
+                node = node.parent if node.propagate else None  # type: ignore[assignment]
+            return
+    _stdlib_call_handlers(self, record)
+
+
+def route_held(on: bool) -> None:
+    """Send records created only to be held to our handler alone (on while buffering is on)."""
+    logging.Logger.callHandlers = call_handlers if on else _stdlib_call_handlers  # type: ignore[method-assign]
 
 
 def install() -> None:
