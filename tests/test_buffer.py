@@ -460,3 +460,6 @@ def test_routing_is_the_stdlibs_while_buffering_is_off(otel_logs):
     assert logging.Logger.callHandlers.__module__ == "otel_session._stdlib"
     otel_logs.configure(buffer_level="OFF")
     assert logging.Logger.callHandlers.__name__ == "callHandlers"
+    otel_logs.configure(buffer_level="DEBUG")
+    otel_session.reset()
+    assert logging.Logger.callHandlers.__name__ == "callHandlers"

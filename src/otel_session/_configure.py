@@ -289,7 +289,6 @@ def configure(
         _diagnostics.show_sdk_errors()
         _set_default_level(level, first)
         STATE.set_buffer(buffering)
-        _stdlib.route_held(buffering.level is not None)
         grants_url = redis_url or os.environ.get("OTEL_SESSION_REDIS_URL")
         if grants_url:
             STATE.watch_grants(grants_url, os.environ.get("OTEL_SESSION_REDIS_PREFIX", ""), actual)

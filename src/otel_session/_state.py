@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
@@ -53,8 +53,10 @@ class State:
         self.grants: GrantTable = NO_GRANTS
         self.grants_used: set[str] = set()
         self.grant_watcher: GrantWatcher | None = None
-        # Records held per trace until it fails (`_buffer`); off until configured.
+        # Records held per trace until it fails (`_buffer`); off until configured. `route_held(on)`:
+        # `_stdlib` sends records created only to be held to our handler alone while it is on.
         self.buffer = TraceBuffer()
+        self.route_held: Callable[[bool], None] | None = None
         _sdk.watch_attach(self.on_attach)
 
     def meaning(self, ctx: Context) -> Meaning:
@@ -89,6 +91,8 @@ class State:
             if settings != self.buffer.settings:
                 self.buffer.configure(settings)
                 self._rearm()
+            if self.route_held is not None:
+                self.route_held(self.buffer.on)
 
     def _rearm(self) -> None:
         self.asking.force(bool(self.grants) or self.buffer.on)
@@ -123,6 +127,8 @@ class State:
             self.asking.clear()
             self.stop_grants()
             self.buffer.reset()
+            if self.route_held is not None:
+                self.route_held(False)
             self.asking.force(False)
             self.invalidate()
             _sdk.watch_attach(self.on_attach)

@@ -9,8 +9,9 @@ the app set explicitly on a logger stands). `logging.disable()` still wins.
 
 While no context that asks is alive (`State.asking.armed`), a disabled call costs one global check
 more than the stdlib's. With debug buffering on, `Logger.callHandlers` is ours too: a record created
-only to be held goes to our bridge handler alone (the app's console never sees it). `tests/test_stdlib_internals.py` fails loudly when the stdlib changes the
-parts this leans on (`Logger._cache`, `Manager._clear_cache`, `Manager.disable`).
+only to be held goes to our bridge handler alone (the app's console never sees it).
+`tests/test_sdk_internals.py` fails loudly when the stdlib changes the parts this leans on
+(`Logger._cache`, `Manager._clear_cache`, `Manager.disable`, `Logger.handle` calling `callHandlers`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
 def route_held(on: bool) -> None:
     """Send records created only to be held to our handler alone (on while buffering is on)."""
     logging.Logger.callHandlers = call_handlers if on else _stdlib_call_handlers  # type: ignore[method-assign]
+
+
+STATE.route_held = route_held  # called whenever buffering is turned on or off, and by reset()
 
 
 def install() -> None:
