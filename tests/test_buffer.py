@@ -128,12 +128,17 @@ def test_the_oldest_held_records_are_evicted_over_max_bytes_and_the_flush_says_h
     assert wire.telemetry.stats().evicted == 100 - len(kept)
 
 
+def held_in_a_trace(name: str, count: int) -> int:
+    """A new trace in which `count` DEBUG records "<name> <i>" are held; its id."""
+    with tracer.start_as_current_span(name):
+        for i in range(count):
+            log.debug("%s %d", name, i)
+        return trace_id()
+
+
 def test_eviction_is_oldest_first_across_traces(wire):
     wire.configure(buffer_max_bytes=10 * (HELD_OVERHEAD + 100))
-    with tracer.start_as_current_span("old"):
-        old = trace_id()
-        for i in range(8):
-            log.debug("old %d", i)
+    old = held_in_a_trace("old", 8)
     with tracer.start_as_current_span("new"):
         for i in range(8):
             log.debug("new %d", i)
@@ -371,13 +376,9 @@ def test_the_held_size_estimate_matches_what_a_held_record_really_costs(wire):
 
 def test_a_trace_that_lost_every_held_record_still_says_how_many_when_it_fails(wire):
     wire.configure(buffer_max_bytes=10 * (HELD_OVERHEAD + 100))
-    with session(session_id="s-gone"), tracer.start_as_current_span("all evicted"):
-        gone = trace_id()
-        for i in range(3):
-            log.debug("gone %d", i)
-    with tracer.start_as_current_span("pushes it out"):
-        for i in range(12):
-            log.debug("newer %d", i)
+    with session(session_id="s-gone"):
+        gone = held_in_a_trace("gone", 3)
+    held_in_a_trace("newer", 12)  # pushes it out
     assert otel_session.flush(gone) == 0
     (notice,) = [r for r in wire.records() if r["trace_id"] == format(gone, "032x")]
     assert "3 held record(s) of this trace were evicted" in notice["message"]
