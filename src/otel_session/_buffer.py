@@ -25,6 +25,7 @@ The lock is held only to append or pop; exporting happens outside it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import threading
@@ -36,11 +37,13 @@ from typing import Any
 from otel_session import _sdk
 from otel_session._levels import parse_level
 from otel_session._record import attributes_size, value_size
+from otel_session._severity import severity_of
 
 Key = int | str  # a trace id, or "session:<id>" for records with no trace
 Export = Callable[[Any], None]  # what exports a flushed record: the processor that held it
 
-ERROR_SEVERITY = 17  # OTel severity number of ERROR: a record at or above it fails its trace
+ERROR_SEVERITY = severity_of(logging.ERROR)  # a record at or above it fails its trace
+_WARN = severity_of(logging.WARNING)  # the eviction notice's
 BUFFERED = "otel_session.buffered"
 # What a held SDK record costs in memory beyond its body and attributes (the ReadWriteLogRecord, its
 # LogRecord, the BoundedAttributes and their lock, our slot): measured with tracemalloc in
@@ -146,8 +149,10 @@ class _Trace:
 class TraceBuffer:
     """The held records of this process, and the traces flushed lately."""
 
-    def __init__(self) -> None:
+    def __init__(self, context_key: Callable[[str], bool]) -> None:
+        """`context_key`: whether an attribute came from the context (the configured baggage keys)."""
         self._lock = threading.Lock()
+        self.context_key = context_key
         self.settings = BufferSettings()
         self._traces: dict[Key, _Trace] = {}
         self._order: deque[_Held] = deque()  # every held record, oldest first (flushed ones lazily removed)
@@ -220,7 +225,8 @@ class TraceBuffer:
             self._counts["evicted"] += 1
 
     def _note_lost(self, key: Key, trace: _Trace, held: _Held) -> None:
-        trace.lost = _sdk.derived_record(held.record, "", 13, "WARN", _session_attributes(held.record)), held.export
+        trace.lost = _sdk.derived_record(held.record, "", _WARN, "WARN", self._context_attributes(held.record)), \
+            held.export
         lost_only = self._lost_only
         lost_only[key] = None
         if len(lost_only) > MAX_LOST_TRACES:
@@ -285,13 +291,18 @@ class TraceBuffer:
             export(_sdk.derived_record(
                 template, f"otel_session: {evicted} held record(s) of this trace were evicted before this flush "
                           f"(buffer_max_bytes={self.settings.max_bytes})",
-                13, "WARN", {**_session_attributes(template), BUFFERED: True, "otel_session.evicted": evicted}))
+                _WARN, "WARN", {**self._context_attributes(template), BUFFERED: True, "otel_session.evicted": evicted}))
         for record, export in records:
             _sdk.add_attributes(record.log_record, ((BUFFERED, True),), 0)  # type: ignore[arg-type]
             export(record)
         if publish and not was_open and self.signal is not None:
             self.signal(key)
         return len(records)
+
+    def _context_attributes(self, record: Any) -> dict[str, Any]:
+        """What the eviction notice carries of a held record: its session attributes."""
+        attributes = _sdk.raw_attributes(record.log_record.attributes) or {}
+        return {k: v for k, v in attributes.items() if self.context_key(k)}
 
     # -- reporting and lifecycle ----------------------------------------------------------------
 
@@ -320,11 +331,6 @@ class TraceBuffer:
         """A child holds none of its parent's records: they are the parent's to flush."""
         self._lock = threading.Lock()
         self.clear()
-
-
-def _session_attributes(record: Any) -> dict[str, Any]:
-    attributes = record.log_record.attributes or {}
-    return {k: v for k, v in attributes.items() if k.startswith(("session.", "user."))}
 
 
 __all__ = ["BUFFERED", "ERROR_SEVERITY", "BufferSettings", "BufferStats", "Key", "TraceBuffer"]

@@ -22,10 +22,11 @@ def flush(trace_id: int | str | None = None) -> int:
     if trace_id is None:
         key = key_of(context.get_current())
         return STATE.buffer.flush(key) if key is not None else 0
-    return STATE.buffer.flush(_trace_key(trace_id))
+    return STATE.buffer.flush(trace_key(trace_id))
 
 
-def _trace_key(trace_id: int | str) -> int:
+def trace_key(trace_id: int | str) -> int:
+    """A trace id as an int, from an int or 32 hex digits (`ValueError`, `TypeError` otherwise)."""
     if isinstance(trace_id, bool) or not isinstance(trace_id, (int, str)):
         raise TypeError(f"trace_id must be an int or 32 hex digits, not {type(trace_id).__name__}")
     if isinstance(trace_id, str):

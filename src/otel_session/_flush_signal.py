@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any
 
 from otel_session._buffer import Key, TraceBuffer
+from otel_session._flush import trace_key
 
 STREAM = "otel_session:flushes"
 MAXLEN = 10_000
@@ -31,10 +32,9 @@ def parse_key(text: object) -> Key | None:
         return None
     if text.startswith("trace:"):
         try:
-            value = int(text[6:], 16)
+            return trace_key(text[6:])
         except ValueError:
             return None
-        return value if len(text) == 38 and 0 < value < 1 << 128 else None
     return text if text.startswith("session:") and len(text) > 8 else None
 
 
@@ -60,8 +60,8 @@ class FlushSignals:
         self._receive(client)
 
     def drop_stale(self) -> None:
-        """Count as lost the flushes that waited longer than the TTL (no Redis needed: called
-        on every poll, Redis up or not)."""
+        """Count as lost the flushes that waited longer than the TTL (no Redis needed: the watcher
+        calls it before every poll, Redis up or not)."""
         pending, cutoff = self._pending, time.monotonic() - self.buffer.settings.ttl_s
         while pending and pending[0][1] < cutoff:
             pending.popleft()
@@ -69,7 +69,6 @@ class FlushSignals:
 
     def _send(self, client: Any) -> None:
         pending = self._pending
-        self.drop_stale()
         items = list(pending)
         if not items:
             return

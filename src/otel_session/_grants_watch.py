@@ -106,6 +106,8 @@ class GrantWatcher:
         last_sweep = 0.0
         down = False
         while not self._stop.is_set():
+            if self.signals is not None:
+                self.signals.drop_stale()
             try:
                 if _grants.version(client, prefix=self.prefix) != version:
                     version, live = _grants.load_active(client, prefix=self.prefix)
@@ -132,8 +134,6 @@ class GrantWatcher:
                     internal.exception("otel_session: the Redis watcher failed a poll (%d so far); it goes on",
                                        self.errors)
             self._publish()
-            if self.signals is not None:
-                self.signals.drop_stale()
             self._stop.wait(self.poll_s)
         client.close()
 

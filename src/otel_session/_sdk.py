@@ -64,11 +64,7 @@ def add_attributes(log_record: Any, items: Sequence[tuple[str, str]], longest: i
 
 def attributes_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     """A plain dict copy of a record's attributes (without the mapping's lock and iterator copy)."""
-    if attributes is None:
-        return {}
-    if type(attributes) is BoundedAttributes and type(attributes._dict) is dict:
-        return attributes._dict.copy()
-    return dict(attributes)
+    return {} if attributes is None else dict(raw_attributes(attributes))  # type: ignore[arg-type]
 
 
 def raw_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

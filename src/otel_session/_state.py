@@ -55,7 +55,7 @@ class State:
         self.grant_watcher: GrantWatcher | None = None
         # Records held per trace until it fails (`_buffer`); off until configured. `route_held(on)`:
         # `_stdlib` sends records created only to be held to our handler alone while it is on.
-        self.buffer = TraceBuffer()
+        self.buffer = TraceBuffer(lambda key: self.keys(key))
         self.route_held: Callable[[bool], None] | None = None
         _sdk.watch_attach(self.on_attach)
 
