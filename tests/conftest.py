@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def platform(tmp_path):
-    from tests.bot_platform import Platform
+    from tests.helpers.bot_platform import Platform
 
     deployment = Platform(tmp_path)
     yield deployment

@@ -1,0 +1,1 @@
+"""The test suite: test folders by what their tests need, `helpers` for what they share."""

@@ -1,0 +1,1 @@
+"""The bot platform: its services, their real processes on the real Redis, and the demo."""

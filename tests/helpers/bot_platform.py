@@ -1,0 +1,106 @@
+"""The bot platform for tests: the demo's deployment (`bot.harness`) with fast knobs and test helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from bot import rooms
+from bot.harness import Deployment, Service, wait_for
+from bot.keys import Keys
+from tests.helpers.support import otlp_records
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Faults show within seconds: a bot renews every 0.3 s and stops itself after ~1.5 s without Redis;
+# a stopped service drains for 1 s.
+FAST = {"BOT_KEEPALIVE_S": "0.3", "BOT_LOCK_TTL_S": "3", "BOT_HEARTBEAT_S": "0.3", "BOT_PENDING_TTL_S": "3",
+        "BOT_DRAIN_S": "1"}
+
+
+class Platform(Deployment):
+    """One test's deployment: its own key prefix, log directory and processes."""
+
+    def __init__(self, tmp: Path, redis_url: str = REDIS_URL, **env: str) -> None:
+        super().__init__(tmp, redis_url, **{**FAST, **env})
+
+    @property
+    def prefix(self) -> str:
+        return self.keys.prefix
+
+    @property
+    def logs(self) -> Path:
+        return self.otel_dir
+
+    def start_runner(self, slots: int = 1, level: str = "DEBUG", **env: str) -> str:  # type: ignore[override]
+        """The runner's URL (its Service is `services[-1]`)."""
+        super().start_runner(slots, **{"GLOBAL_LOG_LEVEL": level, **env})
+        return self.runner_urls[-1]
+
+    def start_manifold(self, **env: str) -> str:  # type: ignore[override]
+        super().start_manifold(**{"OPENAI_API_KEY": "", **env})
+        return self.manifold_url
+
+    @property
+    def procs(self) -> list[Service]:
+        return self.services
+
+    def start_operator(self, **env: str) -> Service:
+        return super().start_operator(**{"GLOBAL_LOG_LEVEL": "DEBUG", "BOT_CONSOLE_LEVEL": "INFO", **env})
+
+    def key(self, name: str) -> str:
+        return self.keys.prefix + name
+
+    def keepalive(self, room_url: str) -> dict[str, Any] | None:
+        return self._json(self.keys.room_keepalive(rooms.room_hash(rooms.canonical(room_url))))
+
+    def wait_running(self, room_url: str, timeout: float = 30.0) -> dict[str, Any]:
+        return dict(wait_for(lambda: (v := self.lock(room_url)) and v["status"] == "running" and v, timeout,
+                             what=f"a running lock for {room_url}"))
+
+    def text_of(self, service: Service) -> str:
+        return service.output()
+
+    def join(self, timeout: float = 10.0, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+        return httpx.post(f"{self.gateway_url}/join", json=body, headers=headers or {}, timeout=timeout)
+
+    def sessions(self, runner_url: str) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{runner_url}/sessions", timeout=5).json())
+
+    def records(self) -> list[dict[str, Any]]:  # type: ignore[override] - the tests read the wire form
+        return otlp_records(self.otel_dir)
+
+
+def run_with_redis(test: Callable[[Any, Keys], Awaitable[None]]) -> None:
+    """Run an async test against the real Redis under its own key prefix, cleaned up after."""
+    async def main() -> None:
+        keys = Keys(f"test-{uuid.uuid4().hex[:10]}:")
+        r = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            await test(r, keys)
+        finally:
+            async for key in r.scan_iter(match=f"{keys.prefix}*"):
+                await r.delete(key)
+            await r.aclose()
+
+    asyncio.run(main())
+
+
+# -- the fault drill (BOT_FAULT_MESSAGE), shared by the runner's and the debug buffer's platform tests --
+
+DRILL = "fault drill: fail this session"
+DRILL_TOKEN = "drill-admin-token"
+
+
+def admin(platform: Platform, launch_id: str, message: str) -> None:
+    """An admin message to `launch_id` through the gateway, with the drill's token."""
+    reply = httpx.post(f"{platform.gateway_url}/admin", json={"launchId": launch_id, "message": message},
+                       headers={"authorization": f"Bearer {DRILL_TOKEN}"}, timeout=10)
+    assert reply.status_code == 202, reply.text

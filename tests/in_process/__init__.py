@@ -1,0 +1,1 @@
+"""Tests that stay in the test process: no Redis, no process of ours started."""

@@ -1,0 +1,1 @@
+"""Tests that start processes of ours: the CLI, workers, fresh interpreters, auto-instrumentation."""

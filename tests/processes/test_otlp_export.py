@@ -1,0 +1,259 @@
+"""OTLP/HTTP export over a real loopback socket: the official exporters, a stdlib HTTP receiver.
+
+Each pipeline runs in its own process, so the set-once global providers are fresh and
+`service.name` is that process's own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from tests.helpers.support import ROOT
+
+_DECODERS: dict[str, tuple[type[Any], type[Any]]] = {
+    "/v1/logs": (ExportLogsServiceRequest, ExportLogsServiceResponse),
+    "/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse),
+}
+
+
+@dataclass
+class Received:
+    path: str
+    content_type: str
+    content_encoding: str
+    message: Any
+
+
+class OtlpReceiver:
+    """Accepts OTLP/HTTP protobuf on `/v1/logs` and `/v1/traces`, like a Collector's otlp receiver."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.refused: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                encoding = (self.headers.get("Content-Encoding") or "").lower()
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                decoders = _DECODERS.get(self.path)
+                if decoders is None:
+                    receiver.refused.append(self.path)
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                request_type, response_type = decoders
+                receiver.requests.append(Received(self.path, self.headers.get("Content-Type", ""), encoding,
+                                                  request_type.FromString(body)))
+                reply = response_type().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def of(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+    def log_records(self) -> list[dict[str, Any]]:
+        out = []
+        for received in self.of("/v1/logs"):
+            for resource_logs in received.message.resource_logs:
+                resource = _attributes(resource_logs.resource.attributes)
+                for scope_logs in resource_logs.scope_logs:
+                    for record in scope_logs.log_records:
+                        out.append({
+                            "resource": resource, "scope": scope_logs.scope.name,
+                            "body": _value(record.body), "severity_number": record.severity_number,
+                            "severity_text": record.severity_text, "attrs": _attributes(record.attributes),
+                            "trace_id": record.trace_id.hex(), "span_id": record.span_id.hex(),
+                        })
+        return out
+
+    def spans(self) -> list[dict[str, Any]]:
+        out = []
+        for received in self.of("/v1/traces"):
+            for resource_spans in received.message.resource_spans:
+                resource = _attributes(resource_spans.resource.attributes)
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        out.append({"resource": resource, "scope": scope_spans.scope.name, "name": span.name,
+                                    "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex()})
+        return out
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def _attributes(attributes: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in attributes}
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    server = OtlpReceiver()
+    yield server
+    server.close()
+
+
+PIPELINE = textwrap.dedent(
+    """
+    import json, logging, sys
+    from opentelemetry import trace
+    import otel_session
+
+    kwargs = json.loads(sys.argv[1])
+    first = otel_session.configure(**kwargs)
+    for _ in range(3):  # re-pointing never adds a second span processor
+        telemetry = otel_session.configure(**kwargs)
+    log = logging.getLogger("app.otlp")
+    with trace.get_tracer("app.tracer").start_as_current_span("checkout") as span, otel_session.session(
+        session_id="s-otlp", user_id="u-otlp", user_name="Ada Lovelace"
+    ):
+        log.info("order %s placed", 42)
+        log.warning("payment slow")
+    log.error("outside any session")
+    ctx = span.get_span_context()
+    telemetry.shutdown()  # flushes the logs and the spans
+    print(json.dumps({
+        "exporter": telemetry.exporter_name, "trace_id": format(ctx.trace_id, "032x"),
+        "span_id": format(ctx.span_id, "016x"), "span_processor": telemetry.span_processor is not None,
+        "same_span_processor": telemetry.span_processor is first.span_processor,
+    }))
+    """
+)
+
+
+def run_pipeline(env: dict[str, str], **configure_kwargs: Any) -> dict[str, Any]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-c", PIPELINE, json.dumps(configure_kwargs)], cwd=ROOT,
+                         env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Failed to export" not in out.stderr, out.stderr
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def assert_exported(receiver: OtlpReceiver, result: dict[str, Any], service: str) -> None:
+    records = receiver.log_records()
+    assert [r["body"] for r in records] == ["order 42 placed", "payment slow", "outside any session"]
+    # the bridge writes the spec's display names: WARNING -> WARN
+    assert [(r["severity_number"], r["severity_text"]) for r in records] == [(9, "INFO"), (13, "WARN"), (17, "ERROR")]
+    for record in records:
+        assert record["resource"]["service.name"] == service
+        assert record["scope"] == "app.otlp"
+    inside, outside = records[:2], records[2]
+    for record in inside:
+        assert record["attrs"]["session.id"] == "s-otlp"
+        assert record["attrs"]["user.id"] == "u-otlp"
+        assert record["attrs"]["user.name"] == "Ada Lovelace"
+        assert record["trace_id"] == result["trace_id"] and record["span_id"] == result["span_id"]
+    assert not {"session.id", "user.id", "user.name"} & outside["attrs"].keys()
+    assert outside["trace_id"] in ("", "0" * 32)
+    assert all(r.content_type == "application/x-protobuf" for r in receiver.requests)
+
+
+def test_the_endpoint_alone_selects_otlp_and_logs_and_spans_arrive_over_the_wire(receiver):
+    result = run_pipeline({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "otlp-wire"})
+    assert result["exporter"] == "otlp"
+    assert_exported(receiver, result, "otlp-wire")
+    assert result["span_processor"] and result["same_span_processor"]
+    spans = receiver.spans()
+    assert len(spans) == 1  # four configure() calls, one span processor
+    span = spans[0]
+    assert (span["name"], span["scope"]) == ("checkout", "app.tracer")
+    assert (span["trace_id"], span["span_id"]) == (result["trace_id"], result["span_id"])
+    assert span["resource"]["service.name"] == "otlp-wire"
+    assert receiver.refused == []
+
+
+def test_explicit_otlp_with_signal_endpoints_and_gzip(receiver):
+    result = run_pipeline(
+        {
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"{receiver.url}/v1/logs",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.url}/v1/traces",
+            "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+            "OTEL_LOGS_EXPORTER": "console",  # the explicit argument wins over the variable
+        },
+        exporter="otlp",
+        service_name="otlp-explicit",
+    )
+    assert result["exporter"] == "otlp"
+    assert_exported(receiver, result, "otlp-explicit")
+    assert {r.content_encoding for r in receiver.requests} == {"gzip"}
+    assert [s["name"] for s in receiver.spans()] == ["checkout"]
+
+
+def test_traces_exporter_none_keeps_spans_home(receiver):
+    result = run_pipeline({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_TRACES_EXPORTER": "none"},
+                          service_name="logs-only")
+    assert_exported(receiver, result, "logs-only")
+    assert not result["span_processor"]
+    assert receiver.of("/v1/traces") == []
+
+
+def test_no_span_export_on_a_tracer_provider_someone_else_set(receiver, tmp_path):
+    host = textwrap.dedent(
+        """
+        import logging
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        host = TracerProvider(resource=Resource.create({"service.name": "host-app"}))
+        trace.set_tracer_provider(host)
+
+        import otel_session
+        telemetry = otel_session.configure(exporter="otlp", service_name="plugin")
+        assert telemetry.tracer_provider is host and telemetry.span_processor is None
+        with trace.get_tracer("host").start_as_current_span("host-span"):
+            logging.getLogger("plugin").warning("logs still go out")
+        telemetry.shutdown()
+        host.shutdown()
+        """
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-c", host], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**clean, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+    assert out.returncode == 0, out.stderr
+    assert [r["body"] for r in receiver.log_records()] == ["logs still go out"]
+    assert receiver.of("/v1/traces") == []  # the host's provider is the host's business

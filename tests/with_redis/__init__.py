@@ -1,0 +1,1 @@
+"""Tests that talk to the real Redis from the test process."""
