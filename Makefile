@@ -4,7 +4,7 @@ VENV := .venv
 PINS_VENV := .venv-pins
 PINS := constraints/openwebui-0.12.txt
 
-.PHONY: demo test test-latest test-pins lint bench redis clean
+.PHONY: demo test test-latest test-pins test-fast lint bench redis clean
 
 ## Set up the environment, make sure Redis runs, and run the whole platform once (the main job).
 demo: redis $(VENV)/.installed
@@ -13,8 +13,9 @@ demo: redis $(VENV)/.installed
 ## Set up both environments, make sure Redis runs, and run the suite twice:
 ## on the newest releases, and on Open WebUI 0.12's pins.
 ## Two workers: the bot tests start real processes, and this uses both cores.
-## The pins are the manifold's host's: the bot services (and the demo, which runs them) and the CLI's
-## subprocess tests run on the newest releases only.
+## The pins are the manifold's host's: the tests marked `latest_only` (the bot services, the demo, which
+## runs them, and the CLI's debug subprocess tests) run on the newest releases only.
+## Markers say what a test needs (pyproject.toml, tests/conftest.py): redis, processes, bot, manifold.
 PYTEST := -m pytest -q -n 2 --dist load
 test: redis
 	$(MAKE) -j2 $(VENV)/.installed $(PINS_VENV)/.installed
@@ -24,8 +25,11 @@ test-latest: $(VENV)/.installed
 	$(VENV)/bin/python $(PYTEST)
 
 test-pins: $(PINS_VENV)/.installed
-	$(PINS_VENV)/bin/python $(PYTEST) --ignore-glob='tests/test_bot_*' --ignore=tests/test_demo.py \
-		--ignore=tests/test_cli_debug.py
+	$(PINS_VENV)/bin/python $(PYTEST) -m 'not latest_only'
+
+## The tests that need neither Redis nor a process of ours: seconds, on the newest releases.
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python $(PYTEST) -m 'not redis and not processes'
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

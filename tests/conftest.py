@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 # The resource is fixed by the first configure() in a process; give the test process a name.
 os.environ.setdefault("OTEL_SERVICE_NAME", "otel-session-tests")
@@ -8,6 +9,43 @@ for name in ("OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER
 
 
 import pytest  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+
+# What a test needs, as markers (registered in pyproject.toml; the Makefile selects on them). Its folder
+# says the most its module needs; the `platform` fixture adds what the platform runs on; a module that
+# needs more than that says so itself with `pytestmark` (the CLI's debug tests, for example).
+FOLDER_MARKS: dict[str, tuple[str, ...]] = {
+    "in_process": (),
+    "with_redis": ("redis",),
+    "processes": ("processes",),
+    "bot_platform": ("bot", "latest_only"),  # the bot services and the demo: on the newest releases only
+    "manifold_pipe": ("manifold",),
+}
+FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
+    "platform": ("redis", "processes"),  # the bot platform's real processes on the real Redis
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    stray = set()
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if not path.is_relative_to(TESTS):
+            continue
+        folder = path.relative_to(TESTS).parts[0]
+        if folder not in FOLDER_MARKS:
+            stray.add(str(path.relative_to(TESTS.parent)))
+            continue
+        wanted = set(FOLDER_MARKS[folder])
+        for fixture in item.fixturenames:
+            wanted.update(FIXTURE_MARKS.get(fixture, ()))
+        have = {mark.name for mark in item.iter_markers()}
+        for name in sorted(wanted - have):
+            item.add_marker(name)
+    if stray:
+        raise pytest.UsageError(f"test modules outside the folders of tests/ ({', '.join(sorted(FOLDER_MARKS))}), "
+                                f"so without their markers: {', '.join(sorted(stray))}")
 
 
 @pytest.fixture

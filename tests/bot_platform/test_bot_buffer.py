@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.helpers.bot_platform import DRILL, DRILL_TOKEN, admin
 from tests.helpers.support import otlp_records, wait_for
 
+pytestmark = [pytest.mark.redis, pytest.mark.manifold]  # and the folder's (tests/conftest.py)
 ROOM = "https://rooms.example.test/buffered"
 BUFFERED = {"OTEL_SESSION_BUFFER_LEVEL": "DEBUG", "GLOBAL_LOG_LEVEL": "INFO"}
 

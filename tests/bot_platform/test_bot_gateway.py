@@ -29,6 +29,7 @@ from bot.settings import Settings
 from tests.helpers.bot_platform import REDIS_URL, Platform
 from tests.helpers.support import free_port, wait_for
 
+pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
 ADMIN_TOKEN = "admin-secret-token"
 KNOBS = {"BOT_ADMIN_TOKEN": ADMIN_TOKEN, "BOT_MAX_ADMIN_MESSAGES": "3", "BOT_MAX_SESSION_S": "60",
          "BOT_LEAVE_WAIT_S": "0.5"}

@@ -10,6 +10,7 @@ import pytest
 from otel_session import grants
 from tests.helpers.support import TcpProxy, wait_for
 
+pytestmark = pytest.mark.manifold  # and the folder's (tests/conftest.py)
 ROOM = "https://rooms.example.test/grants"
 
 

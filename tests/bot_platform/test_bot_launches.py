@@ -12,6 +12,7 @@ from bot.launches import Launches, job_sha
 from bot.settings import Settings
 from tests.helpers.bot_platform import run_with_redis
 
+pytestmark = pytest.mark.redis  # and the folder's (tests/conftest.py)
 ROOM = "a" * 32
 
 

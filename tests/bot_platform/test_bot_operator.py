@@ -35,6 +35,7 @@ from otel_session import inject_payload, session
 from tests.helpers.bot_platform import REDIS_URL, run_with_redis
 from tests.helpers.support import ROOT, free_port, wait_for
 
+pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
 ROOM = "https://rooms.example.test/op"
 KNOBS = {"lock_ttl_s": 2.0, "keepalive_s": 0.2, "pending_ttl_s": 1.0, "heartbeat_s": 0.1, "start_timeout_s": 0.4,
          "cold_start_timeout_s": 5.0, "drain_s": 2.0, "max_body_bytes": 4096}

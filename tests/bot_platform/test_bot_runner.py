@@ -32,6 +32,7 @@ from bot.settings import Settings
 from tests.helpers.bot_platform import DRILL, DRILL_TOKEN, Platform, admin
 from tests.helpers.support import ROOT, TcpProxy, otlp_records, wait_for
 
+pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
 T = TypeVar("T")
 
 ROOM = "https://rooms.example.test/call"

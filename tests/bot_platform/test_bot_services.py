@@ -14,6 +14,7 @@ import pytest
 from tests.helpers.bot_platform import Platform
 from tests.helpers.support import free_port, wait_for
 
+pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
 ROOM = "https://rooms.example.test/api"
 
 

@@ -13,6 +13,7 @@ import redis
 
 from tests.helpers.bot_platform import REDIS_URL
 
+pytestmark = [pytest.mark.redis, pytest.mark.processes, pytest.mark.manifold]  # and the folder's (tests/conftest.py)
 ROOT = Path(__file__).resolve().parents[2]
 
 

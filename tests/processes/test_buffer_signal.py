@@ -21,6 +21,7 @@ from otel_session._flush_signal import STREAM, parse_key, wire_key
 from tests.helpers.bot_platform import REDIS_URL
 from tests.helpers.support import ROOT, TcpProxy, otlp_records, wait_for
 
+pytestmark = pytest.mark.redis  # and the folder's (tests/conftest.py)
 log = logging.getLogger("tests.buffer_signal")
 tracer = trace.get_tracer("tests.buffer_signal")
 

@@ -20,6 +20,7 @@ from otel_session._cli import parse_duration
 from otel_session._grants import AUDIT, GRANTS, VERSION
 from tests.helpers.support import ROOT
 
+pytestmark = [pytest.mark.redis, pytest.mark.latest_only]  # and the folder's (tests/conftest.py)
 REDIS_URL = "redis://127.0.0.1:6379"
 
 
