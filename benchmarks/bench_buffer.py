@@ -39,7 +39,7 @@ from opentelemetry.sdk.resources import Resource
 
 import otel_session
 from otel_session import OtlpJsonFileExporter, Record, SessionLogProcessor
-from otel_session._buffer import HELD_OVERHEAD
+from otel_session._buffer import BUFFERED_OVERHEAD
 from otel_session._handler import BridgeHandler
 from otel_session._otlp_json import decode_request, encode_json_line
 from otel_session._state import STATE
@@ -129,7 +129,7 @@ def per_record(args: argparse.Namespace) -> None:
         after = STATE.buffer.stats()
         assert exporter.records - before == exports, (name, exporter.records - before)
         if holds is not None:
-            assert after.held - stats.held == holds, (name, after.held - stats.held)
+            assert after.buffered - stats.buffered == holds, (name, after.buffered - stats.buffered)
         assert after.flushes == stats.flushes
 
     for _ in range(args.rounds):
@@ -139,12 +139,12 @@ def per_record(args: argparse.Namespace) -> None:
         case(names[1], held_ctx, 0, args.calls)
         buffering(FULL_BYTES)
         with otel_session.attach(held_ctx):  # fill it up outside the timed loop
-            for _ in range(FULL_BYTES // HELD_OVERHEAD + 1):
+            for _ in range(FULL_BYTES // BUFFERED_OVERHEAD + 1):
                 debug()
         evicted = STATE.buffer.stats().evicted
         case(names[2], held_ctx, 0, None)
         full = STATE.buffer.stats()
-        assert full.evicted - evicted >= args.calls * 0.95 and full.held_bytes <= FULL_BYTES
+        assert full.evicted - evicted >= args.calls * 0.95 and full.buffered_bytes <= FULL_BYTES
         STATE.buffer.clear()
 
     print(f"{args.rounds} rounds x {args.calls} calls; medians; `log.debug()` in a session, in a span")
@@ -222,7 +222,7 @@ def export_volume() -> None:
         assert not any(BUFFERED in r.attributes for r in buffered if r.severity_number >= 9)
         assert len(buffered) == SESSIONS * INFO_PER_SESSION + failures + failures * DEBUG_PER_SESSION
         assert stats.flushed == failures * DEBUG_PER_SESSION and stats.flushes == failures
-        assert stats.held + stats.evicted == (SESSIONS - failures) * DEBUG_PER_SESSION
+        assert stats.buffered + stats.evicted == (SESSIONS - failures) * DEBUG_PER_SESSION
         rows = [("DEBUG everywhere, no buffering", len(everything), all_bytes),
                 ("buffering at DEBUG, sessions at INFO", len(buffered), buffered_bytes),
                 ("INFO, no buffering (no DEBUG at all)", len(plain), plain_bytes)]
@@ -232,7 +232,7 @@ def export_volume() -> None:
     print(f"{'export':44} {'records':>9} {'ratio':>7} {'bytes':>11} {'ratio':>7}")
     for name, count, size in rows:
         print(f"{name:44} {count:9d} {count / rows[0][1]:6.2f}x {size:11d} {size / rows[0][2]:6.2f}x")
-    print(f"(buffer after the run: {stats.held} held, {stats.held_bytes} bytes, {stats.flushed} flushed in "
+    print(f"(buffer after the run: {stats.buffered} held, {stats.buffered_bytes} bytes, {stats.flushed} flushed in "
           f"{stats.flushes} flushes, {stats.evicted} evicted, {stats.dropped} dropped)")
 
 

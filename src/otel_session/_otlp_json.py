@@ -23,8 +23,9 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import ReadableLogRecord
 
+from otel_session._keys import SERVICE_NAME
 from otel_session._levels import parse_level
-from otel_session._record import SERVICE_NAME, Record
+from otel_session._record import Record
 from otel_session._severity import BANDS, parse_severity, severity_of, severity_text
 
 UNKNOWN_SERVICE = "unknown_service"
