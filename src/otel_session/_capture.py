@@ -53,3 +53,4 @@ class capture(Scope[Capture]):  # noqa: N801 - used like a function: `with captu
             detach(token, "capture")
         if self._capture is not None:
             STATE.captures.close(self._capture)
+            STATE.asking.release(self._capture)

@@ -139,19 +139,37 @@ def key_of(ctx: Context, values: Mapping[str, object] | None = None) -> Key | No
 class Asking:
     """The meanings alive that ask for records below the app's levels. While there are none, the
     stdlib gate need not look at the current context at all (`armed` is False). A meaning lives as
-    long as its Context, so this ends when the last such context is gone: a finished request, and
-    every task that inherited its context, included."""
+    long as its Context, so this ends when the last such context is gone (a finished request, and
+    every task that inherited its context), or, for one that asked only for its captures, when they
+    have closed: a Context kept alive longer (a record queued for export holds its Context) then
+    costs nothing."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # weakref callbacks may run inside a locked region
         self._refs: set[weakref.ref[Meaning]] = set()
+        # capture -> the meanings that ask only for captures, it among them (`release`)
+        self._by_capture: weakref.WeakKeyDictionary[Capture, list[weakref.ref[Meaning]]] = \
+            weakref.WeakKeyDictionary()
         self.forced = False  # a debug grant is live: any context may ask
         self.armed = False
 
     def add(self, meaning: Meaning) -> None:
         with self._lock:
-            self._refs.add(weakref.ref(meaning, self._gone))
+            ref = weakref.ref(meaning, self._gone)
+            self._refs.add(ref)
             self.armed = True
+            if meaning.export_level is None and meaning.buffer_severity is None:
+                for cap in meaning.captures:
+                    self._by_capture.setdefault(cap, []).append(ref)
+
+    def release(self, cap: Capture) -> None:
+        """`cap` closed: the meanings that asked only for closed captures ask for nothing more."""
+        with self._lock:
+            for ref in self._by_capture.pop(cap, ()):
+                meaning = ref()
+                if meaning is None or all(c.closed for c in meaning.captures):
+                    self._refs.discard(ref)
+            self.armed = self.forced or bool(self._refs)
 
     def _gone(self, ref: weakref.ref[Meaning]) -> None:
         with self._lock:
@@ -166,6 +184,7 @@ class Asking:
     def clear(self) -> None:
         with self._lock:
             self._refs.clear()
+            self._by_capture.clear()
             self.forced = self.armed = False
 
     def after_fork(self) -> None:

@@ -1,12 +1,5 @@
-"""Where the pipeline reports its own failures, and the SDK's: stderr, rate-limited, never the
-export.
-
-A failure inside the log pipeline (a processor, an exporter) that went back into that pipeline
-would recurse on the emit path, and fail again on every export cycle. The SDK logs its own
-failures (an OTLP export that failed, "Failed to detach context") on the `opentelemetry` loggers;
-the bridge drops those records from the export, so without a handler of their own they would be
-lost. Both get a stderr handler that lets a burst of each kind of message through, then counts what it
-held back.
+"""Where the pipeline reports its own failures, and the SDK's: stderr, rate-limited, never the export
+(docs/internals.md).
 """
 
 from __future__ import annotations
