@@ -279,7 +279,8 @@ redis.call(unpack(entry))
 return version
 """
 
-# KEYS: grants, version, audit. ARGV: maxlen, field count n, then per grant: id, n audit field/value items.
+# KEYS: grants, version, audit, used-set prefix. ARGV: maxlen, field count n, then per grant: id, n audit
+# field/value items.
 # Deletes each grant still there and audits exactly those; one INCR when anything went. Returns the ids gone.
 _DELETE = """
 local n = tonumber(ARGV[2])
@@ -300,8 +301,8 @@ if #gone > 0 then redis.call('INCR', KEYS[2]) end
 return gone
 """
 
-# KEYS: grants, audit, used set. ARGV: grant id, service, expire-at, maxlen, audit field/value pairs.
-# Audits a use once per (grant, service), and only while the grant exists. Returns 1 when it wrote.
+# KEYS: audit, used set. ARGV: service, expire-at, maxlen, audit field/value pairs.
+# Audits a use once per (grant, service), even after a revoke (a use is a fact). Returns 1 when it wrote.
 _USE = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('EXPIREAT', KEYS[2], ARGV[2])
