@@ -11,14 +11,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError
 
 import otel_session
-from bot.settings import Settings
+from bot.settings import Settings, redis_url
 
 BAGGAGE_KEYS = ("session.*", "user.*", "bot.*")
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_url() -> str:
-    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def redis_client(settings: Settings | None = None, url: str | None = None) -> redis.Redis:

@@ -25,7 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot import rooms
-from bot.harness import Deployment, Service
+from bot.demo.harness import Deployment, Service
 from bot.launches import Launches
 from bot.models import Job
 from bot.settings import Settings
