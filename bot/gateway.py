@@ -300,4 +300,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m bot.gateway` runs this file as `__main__`: call the module by its own name, so its loggers and
+    # tracer are `bot.gateway`, not `__main__`.
+    from bot.gateway import main as gateway_main
+
+    gateway_main()

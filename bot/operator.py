@@ -380,4 +380,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m bot.operator` runs this file as `__main__`: call the module by its own name, so its loggers and
+    # tracer are `bot.operator`, not `__main__`.
+    from bot.operator import main as operator_main
+
+    operator_main()
