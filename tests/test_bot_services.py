@@ -11,6 +11,7 @@ import subprocess
 import httpx
 import pytest
 
+from bot.service import log_level
 from tests.bot_platform import Platform
 from tests.support import free_port, wait_for
 
@@ -164,3 +165,9 @@ def test_uvicorn_factory_serves_the_gateway_and_the_runner(tmp_path):
     finally:
         platform.cleanup()
 
+
+def test_global_log_level_is_the_services_level_knob():
+    assert log_level({"GLOBAL_LOG_LEVEL": " debug "}) == "debug"
+    assert log_level({"GLOBAL_LOG_LEVEL": ""}) is None and log_level({}) is None
+    with pytest.raises(ValueError, match="GLOBAL_LOG_LEVEL='loud'"):
+        log_level({"GLOBAL_LOG_LEVEL": "loud"})
