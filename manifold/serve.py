@@ -178,4 +178,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m manifold.serve` runs this file as `__main__`: call the module by its own name, so its loggers
+    # are `manifold.serve`, not `__main__`.
+    from manifold.serve import main as serve_main
+
+    serve_main()
