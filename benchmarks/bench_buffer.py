@@ -1,4 +1,4 @@
-"""Tail-based debug buffering: what a held record costs against an exported one, and what it saves.
+"""The debug buffer: what a buffered record costs against an exported one, and what it saves.
 
 Not a test: it prints ns per call, ratios and export volumes. Same harness as `bench_logging.py`
 (many short alternating rounds, each ratio the median of per-round ratios, timed in this thread's
@@ -9,10 +9,10 @@ does and discards the bytes (`bench_logging.py`'s exporter discards without seri
 shows in the calling thread's time, but here the whole-process figure counts the export too). The
 two cases differ only in the session's level:
 
-- exported: the session at `log_level="DEBUG"` (buffering on; it holds nothing there);
-- held: the session at the default INFO, `buffer_level="DEBUG"`: the record is created and held.
+- exported: the session at `log_level="DEBUG"` (the buffer on; it buffers nothing there);
+- buffered: the session at the default INFO, `buffer_level="DEBUG"`: the record is created and buffered.
   "not full": the buffer is cleared before each round and `buffer_max_bytes` is above what a round
-  holds; "full": at `buffer_max_bytes=8_000_000`, already full, so every record evicts the oldest
+  buffers; "full": at `buffer_max_bytes=8_000_000`, already full, so every record evicts the oldest
   (the steady state of a busy long-running process).
 
 Then the export volume of 200 sessions, each its own trace, 10 of them failing, through the
@@ -39,14 +39,14 @@ from opentelemetry.sdk.resources import Resource
 
 import otel_session
 from otel_session import OtlpJsonFileExporter, Record, SessionLogProcessor
-from otel_session._buffer import HELD_OVERHEAD
+from otel_session._buffer import BUFFERED_OVERHEAD
 from otel_session._handler import BridgeHandler
 from otel_session._otlp_json import decode_request, encode_json_line
 from otel_session._state import STATE
 
 BUFFERED = "otel_session.buffered"
 FULL_BYTES = 8_000_000  # the size the full case runs at
-ROOMY_BYTES = 1 << 30  # above anything one round holds: the buffer never fills
+ROOMY_BYTES = 1 << 30  # above anything one round buffers: the buffer never fills
 
 
 class EncodingExporter(LogRecordExporter):
@@ -101,7 +101,7 @@ def time_calls(call: Callable[[], None], calls: int, provider: LoggerProvider) -
 
 def per_record(args: argparse.Namespace) -> None:
     exporter = EncodingExporter()
-    log, provider = pipeline("held", exporter)
+    log, provider = pipeline("buffered", exporter)
 
     def debug() -> None:
         log.debug("cache miss for %s in %s", "user:42:profile", "redis")
@@ -114,13 +114,13 @@ def per_record(args: argparse.Namespace) -> None:
         with in_session("DEBUG"):
             exported_ctx = context.get_current()
         with in_session(None):
-            held_ctx = context.get_current()
+            buffered_ctx = context.get_current()
 
-    names = ["exported (session at DEBUG)", "held, buffer not full", "held, buffer full (evicts)"]
+    names = ["exported (session at DEBUG)", "buffered, buffer not full", "buffered, buffer full (evicts)"]
     thread: dict[str, list[float]] = {name: [] for name in names}
     process: dict[str, list[float]] = {name: [] for name in names}
 
-    def case(name: str, ctx: context.Context, exports: int, holds: int | None) -> None:
+    def case(name: str, ctx: context.Context, exports: int, buffers: int | None) -> None:
         before, stats = exporter.records, STATE.buffer.stats()
         with otel_session.attach(ctx):
             t, p = time_calls(debug, args.calls, provider)
@@ -128,23 +128,23 @@ def per_record(args: argparse.Namespace) -> None:
         process[name].append(p)
         after = STATE.buffer.stats()
         assert exporter.records - before == exports, (name, exporter.records - before)
-        if holds is not None:
-            assert after.held - stats.held == holds, (name, after.held - stats.held)
+        if buffers is not None:
+            assert after.buffered - stats.buffered == buffers, (name, after.buffered - stats.buffered)
         assert after.flushes == stats.flushes
 
     for _ in range(args.rounds):
         buffering(ROOMY_BYTES)
         STATE.buffer.clear()
         case(names[0], exported_ctx, args.calls, 0)
-        case(names[1], held_ctx, 0, args.calls)
+        case(names[1], buffered_ctx, 0, args.calls)
         buffering(FULL_BYTES)
-        with otel_session.attach(held_ctx):  # fill it up outside the timed loop
-            for _ in range(FULL_BYTES // HELD_OVERHEAD + 1):
+        with otel_session.attach(buffered_ctx):  # fill it up outside the timed loop
+            for _ in range(FULL_BYTES // BUFFERED_OVERHEAD + 1):
                 debug()
         evicted = STATE.buffer.stats().evicted
-        case(names[2], held_ctx, 0, None)
+        case(names[2], buffered_ctx, 0, None)
         full = STATE.buffer.stats()
-        assert full.evicted - evicted >= args.calls * 0.95 and full.held_bytes <= FULL_BYTES
+        assert full.evicted - evicted >= args.calls * 0.95 and full.buffered_bytes <= FULL_BYTES
         STATE.buffer.clear()
 
     print(f"{args.rounds} rounds x {args.calls} calls; medians; `log.debug()` in a session, in a span")
@@ -222,7 +222,7 @@ def export_volume() -> None:
         assert not any(BUFFERED in r.attributes for r in buffered if r.severity_number >= 9)
         assert len(buffered) == SESSIONS * INFO_PER_SESSION + failures + failures * DEBUG_PER_SESSION
         assert stats.flushed == failures * DEBUG_PER_SESSION and stats.flushes == failures
-        assert stats.held + stats.evicted == (SESSIONS - failures) * DEBUG_PER_SESSION
+        assert stats.buffered + stats.evicted == (SESSIONS - failures) * DEBUG_PER_SESSION
         rows = [("DEBUG everywhere, no buffering", len(everything), all_bytes),
                 ("buffering at DEBUG, sessions at INFO", len(buffered), buffered_bytes),
                 ("INFO, no buffering (no DEBUG at all)", len(plain), plain_bytes)]
@@ -232,7 +232,7 @@ def export_volume() -> None:
     print(f"{'export':44} {'records':>9} {'ratio':>7} {'bytes':>11} {'ratio':>7}")
     for name, count, size in rows:
         print(f"{name:44} {count:9d} {count / rows[0][1]:6.2f}x {size:11d} {size / rows[0][2]:6.2f}x")
-    print(f"(buffer after the run: {stats.held} held, {stats.held_bytes} bytes, {stats.flushed} flushed in "
+    print(f"(buffer after the run: {stats.buffered} buffered, {stats.buffered_bytes} bytes, {stats.flushed} flushed in "
           f"{stats.flushes} flushes, {stats.evicted} evicted, {stats.dropped} dropped)")
 
 

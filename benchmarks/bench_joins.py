@@ -1,6 +1,6 @@
 """Join -> running latency of the bot platform, warm and cold, at several concurrencies.
 
-Not a test: it starts the real services on loopback against the real Redis (`bot.harness`), sends N
+Not a test: it starts the real services on loopback against the real Redis (`bot.demo.harness`), sends N
 joins at once, times each from `POST /join` to its launch record saying `running`, ends every session
 with `POST /leave`, and prints p50 and p99 per case as a Markdown table (the README's). Cold launches
 queue behind `BOT_MAX_COLD` slots, so their latency at high concurrency is mostly waiting for a slot.
@@ -21,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.harness import Deployment
+from bot.demo.harness import Deployment
 
 POLL_S = 0.02
 

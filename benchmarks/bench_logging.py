@@ -26,9 +26,10 @@ from opentelemetry.sdk.resources import Resource
 
 import otel_session
 from otel_session import SessionLogProcessor, _stdlib
-from otel_session._grants_watch import GrantTable
+from otel_session._grant_table import GrantTable
 from otel_session._handler import BridgeHandler
 from otel_session._state import STATE
+from otel_session.live.plug import RedisLive
 
 
 class DiscardingExporter(LogRecordExporter):
@@ -133,11 +134,12 @@ def main() -> None:
         other = GrantTable(by_session={"someone-else": (logging.DEBUG, "g-bench")})
         for _ in range(args.rounds):
             results["enrich + gate, no grants"].append(time_calls(info(ours), args.calls))
-            STATE.watch_grants(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), "bench-grants:", "bench")
+            redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+            STATE.plug(RedisLive(STATE, redis_url, "bench-grants:", "bench"))
             results["grants configured, none live"].append(time_calls(info(ours), args.calls))
             STATE.set_grants(other)
             results["one grant live, for another session"].append(time_calls(info(ours), args.calls))
-            STATE.stop_grants()
+            STATE.unplug()
             p_ours.force_flush()
 
     def report(name: str, base: str, suffix: str = "") -> None:

@@ -1,9 +1,7 @@
 """One launch job's dispatch: claim it, start it on a warm runner or as a cold bot, exactly once.
 
-Every attempt is claimed before anything is sent (`Launches.claim`), and given up on by claiming
-again (`expected_attempt`): that fences it, so a `/start` or a cold bot that comes late for an
-attempt given up on is refused by its own `take`. A claim that answers `running` means the attempt
-started after all, and the dispatch is done: a timeout never becomes a second bot.
+Each attempt is claimed before anything is sent and given up on by claiming again, which fences it:
+a late `/start` or cold bot for that attempt is refused by its own `take`.
 """
 
 from __future__ import annotations

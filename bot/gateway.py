@@ -1,9 +1,10 @@
 """The edge: `POST /join` validates a caller's ids and queues a launch that holds the room's claim.
 
-Each join is one trace with the gateway's request span as its root; the caller's ids enter baggage
-here and nowhere else (`edge=True`), so baggage a client sent has no effect. Every step on Redis is
-one `Launches` script. Overload (queue full, every pooled connection busy) is 429 with Retry-After;
-503 means Redis does not answer.
+    python -m bot.gateway --port 8000
+    uvicorn --factory bot.gateway:create_app --port 8000   # the same app; `create_app()` needs no arguments
+
+Each join is one trace rooted here; the caller's ids enter baggage here and nowhere else (`edge=True`).
+Overload is 429 with Retry-After; 503 means Redis does not answer.
 """
 
 from __future__ import annotations
@@ -46,20 +47,6 @@ READY_TIMEOUT_S = 1.0
 LEAVE_POLL_S = 0.1
 RENEW_WARN_EVERY_S = 30.0
 LEFT_UNCONFIRMED = "left; the bot did not confirm"
-
-# KEYS: admin queue, launch record. ARGV: message, max messages, ttl ms.
-# One step, so a message can never land in the queue of a launch that release() already cleared.
-_ADMIN_PUSH = """
-local raw = redis.call('GET', KEYS[2])
-if not raw then return 'unknown' end
-local ok, rec = pcall(cjson.decode, raw)
-if ok and type(rec) == 'table' and (rec.status == 'ended' or rec.status == 'failed') then return rec.status end
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 'full' end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 'queued'
-"""
-
 
 def _detail(status: int, detail: str, **headers: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
@@ -143,7 +130,6 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         # /ready has its own connection: an overloaded pool is not an unreachable Redis
         app.state.probe = redis_client(replace(settings, redis_pool_size=1, redis_pool_timeout_s=READY_TIMEOUT_S))
         app.state.launches = Launches(app.state.redis, keys or Keys.from_env(), settings)
-        app.state.admin_push = app.state.redis.register_script(_ADMIN_PUSH)
         app.state.answering = Answering()
         await _warm(app.state.redis, settings.redis_pool_size)
         renewer = asyncio.create_task(_renew_claims(app.state.launches, settings.pending_ttl_s / 3))
@@ -285,9 +271,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             edge=True, extra={"bot.launch_id": launch_id}
         ):
             message = inject_payload({"type": "admin_message", "message": req.message, "timestamp": time.time()})
-            outcome = await app.state.admin_push(
-                keys=[launches.keys.admin_queue(launch_id), launches.keys.launch(launch_id)],
-                args=[json.dumps(message), settings.max_admin_messages, max(1, int(settings.max_session_s * 1000))])
+            outcome = await launches.push_admin(launch_id, json.dumps(message))
             if outcome == "unknown":
                 return _detail(404, "no such launch")
             if outcome in ("ended", "failed"):
@@ -316,4 +300,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m bot.gateway` runs this file as `__main__`: call the module by its own name, so its loggers and
+    # tracer are `bot.gateway`, not `__main__`.
+    from bot.gateway import main as gateway_main
+
+    gateway_main()

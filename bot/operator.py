@@ -1,9 +1,7 @@
 """The queue worker: takes launch jobs from Redis and starts one bot for each, warm or cold (`bot.dispatch`).
 
-At-least-once delivery, exactly-once start. A taken job sits in the processing list, owned by this
-operator, until it is done, handed back or dead-lettered; an operator that stops beating loses its
-jobs to the others' recovery, and a live one's are never touched. Any fault of a job dead-letters
-that job; a fault of Redis leaves it owned here, to be retried by the next recovery pass.
+At-least-once delivery, exactly-once start; a job stays in the processing list until done, handed back
+or dead-lettered.
 
     python -m bot.operator                  # serve
     python -m bot.operator --check          # exit 0 when some operator is alive (1: none, 2: no Redis)
@@ -380,4 +378,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m bot.operator` runs this file as `__main__`: call the module by its own name, so its loggers and
+    # tracer are `bot.operator`, not `__main__`.
+    from bot.operator import main as operator_main
+
+    operator_main()

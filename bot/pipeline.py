@@ -1,12 +1,7 @@
 """The bot's Pipecat pipeline: text in from an inbox, replies out; no transport, no network.
 
-Everything Pipecat starts (its runner, bus and processor tasks) is created inside `run_pipeline`,
-so each task copies the caller's context: with `otel_session.install_loguru_bridge()`, Pipecat's
-own loguru records carry the session's ids and follow its level like the bot's records do.
-
-`WorkerRunner.run()` swallows the cancellation of the task that awaits it and returns normally,
-so the runner runs in a task of its own behind a shield: a cancelled `run_pipeline` cancels the
-runner, waits (bounded) for it to tear the pipeline down, and re-raises.
+Everything Pipecat starts is created inside `run_pipeline`, so its tasks (and Pipecat's loguru records)
+carry the caller's session context.
 """
 
 from __future__ import annotations
@@ -85,6 +80,8 @@ async def run_pipeline(inbox: asyncio.Queue[str | None], *, name: str = "bot") -
     runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)  # signals are the host's
     await runner.add_workers(worker)
     feeder = asyncio.create_task(_feed(inbox, worker), name=f"{name}-inbox")
+    # `WorkerRunner.run()` swallows the cancellation of the task awaiting it and returns normally: it runs
+    # in a task of its own behind a shield, and a cancelled `run_pipeline` cancels it, waits, and re-raises.
     running = asyncio.create_task(runner.run(), name=f"{name}-pipeline")
     try:
         await asyncio.shield(running)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as redis
@@ -11,14 +12,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError
 
 import otel_session
-from bot.settings import Settings
+from bot.settings import Settings, redis_url
 
 BAGGAGE_KEYS = ("session.*", "user.*", "bot.*")
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_url() -> str:
-    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
 def redis_client(settings: Settings | None = None, url: str | None = None) -> redis.Redis:
@@ -59,10 +55,23 @@ def pool_exhausted(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError) and str(exc) == "No connection available."
 
 
+def log_level(env: Mapping[str, str] | None = None) -> str | None:
+    """`GLOBAL_LOG_LEVEL`, the bot services' level knob (None when unset: the library's default);
+    ValueError naming the variable for a value that is not a level."""
+    value = ((os.environ if env is None else env).get("GLOBAL_LOG_LEVEL") or "").strip()
+    if not value:
+        return None
+    try:
+        otel_session.parse_level(value)
+    except ValueError:
+        raise ValueError(f"GLOBAL_LOG_LEVEL={value!r} is not a log level (DEBUG, INFO, WARNING, ...)") from None
+    return value
+
+
 def setup_telemetry(service_name: str) -> otel_session.Telemetry:
-    """Session logging; live debug grants come from the platform's own Redis unless
+    """Session logging at `GLOBAL_LOG_LEVEL`; live debug grants come from the platform's own Redis unless
     `OTEL_SESSION_REDIS_URL` names another."""
-    telemetry = otel_session.configure(service_name=service_name, baggage_keys=BAGGAGE_KEYS,
+    telemetry = otel_session.configure(service_name=service_name, level=log_level(), baggage_keys=BAGGAGE_KEYS,
                                        redis_url=os.environ.get("OTEL_SESSION_REDIS_URL") or redis_url())
     console_logging()
     return telemetry

@@ -11,6 +11,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_url(env: Mapping[str, str] | None = None) -> str:
+    """The platform's Redis: `REDIS_URL`, else the local default. Every bot service, the demo and the tests use it."""
+    env = os.environ if env is None else env
+    return env.get("REDIS_URL") or DEFAULT_REDIS_URL
+
 
 @dataclass(frozen=True)
 class Settings:

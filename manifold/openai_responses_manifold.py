@@ -36,7 +36,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -53,7 +53,7 @@ from opentelemetry.context import Context
 from pydantic import BaseModel, Field, field_validator
 
 import otel_session
-from otel_session import INHERIT, SECRET_PATTERNS, parse_level, resolve_level
+from otel_session import SECRET_PATTERNS, parse_level
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("openai_responses_manifold")
@@ -62,6 +62,20 @@ Emitter = Callable[[dict[str, Any]], Awaitable[Any]]
 _ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 QUEUE_HIGH_WATER = 64  # deltas read ahead of the consumer before the run waits for it
 _RUNS: set[asyncio.Task[None]] = set()
+
+
+INHERIT = "INHERIT"  # a user valve's "use the pipe's level"
+
+
+def resolve_level(user: str | int | None = None, valve: str | int | None = None,
+                  env: Mapping[str, str] | None = None) -> int:
+    """Open WebUI's order: the user valve unless missing or INHERIT, else the pipe's valve, else
+    `GLOBAL_LOG_LEVEL`, else INFO."""
+    env_value = (os.environ if env is None else env).get("GLOBAL_LOG_LEVEL")
+    for candidate in (user, valve, env_value):
+        if candidate is not None and not (isinstance(candidate, str) and candidate.strip().upper() in ("", INHERIT)):
+            return parse_level(candidate)
+    return logging.INFO
 
 
 class UpstreamError(Exception):

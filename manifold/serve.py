@@ -58,7 +58,9 @@ def create_app(*, telemetry: bool = True, base_url: str | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tel = otel_session.configure(service_name="manifold") if telemetry else None
+        # As Open WebUI does: its GLOBAL_LOG_LEVEL is the process's level (the library's default is INFO).
+        level = os.environ.get("GLOBAL_LOG_LEVEL", "").strip() or None
+        tel = otel_session.configure(service_name="manifold", level=level) if telemetry else None
         standin = None
         url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not url and not os.environ.get("OPENAI_API_KEY"):
@@ -178,4 +180,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m manifold.serve` runs this file as `__main__`: call the module by its own name, so its loggers
+    # are `manifold.serve`, not `__main__`.
+    from manifold.serve import main as serve_main
+
+    serve_main()

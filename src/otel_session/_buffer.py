@@ -1,24 +1,6 @@
-"""Tail-based debug: records below their export level held per trace, exported only if it fails.
+"""The debug buffer: records below their export level kept per trace, exported only if it fails.
 
-Operators run at INFO; when a session fails, the DEBUG lines that would explain it are gone. With
-`buffer_level` set, a record below its context's export level but at or above `buffer_level` is
-created and held here, per trace (per session when it has no trace; a record with neither is not
-created for us at all). What happens to it:
-
-- **flushed** when its trace fails: a record at ERROR or above in it, an exception escaping a
-  `session()`/`capture()` block in it, `otel_session.flush()`, or the same from another process
-  (`_flush_signal`). Its held records go to the exporters first, in order, with their original
-  timestamps and `otel_session.buffered=true`, then the triggering record; for `ttl_s` after,
-  its records below the export level are exported directly (what happens after the error counts);
-- **dropped** `ttl_s` after it was held, if no flush came: nothing held of a trace that did not
-  fail is ever exported;
-- **evicted**, oldest first across the process, while the held records' size is over `max_bytes`;
-  a flush that finds its trace lost some exports one record saying how many (made from the oldest
-  record still held, or, for up to `MAX_LOST_TRACES` traces that lost them all, from a bodiless copy
-  of the last one: the only memory outside `max_bytes`).
-
-Unlike a per-invocation buffer (Lambda Powertools clears it on a new trace id and drops records
-that have none), many traces are held at once: asyncio tasks and threads each log into their own.
+What is buffered, when it is flushed, dropped or evicted, and the bounds: docs/debug-buffer.md.
 The lock is held only to append or pop; exporting happens outside it.
 """
 
@@ -35,30 +17,30 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from otel_session import _sdk
+from otel_session._keys import BUFFERED, EVICTED
 from otel_session._levels import parse_level
 from otel_session._record import attributes_size, value_size
 from otel_session._severity import severity_of
 
 Key = int | str  # a trace id, or "session:<id>" for records with no trace
-Export = Callable[[Any], None]  # what exports a flushed record: the processor that held it
+Export = Callable[[Any], None]  # what exports a flushed record: the processor that buffered it
 
 ERROR_SEVERITY = severity_of(logging.ERROR)  # a record at or above it fails its trace
 _WARN = severity_of(logging.WARNING)  # the eviction notice's
-BUFFERED = "otel_session.buffered"
-# What a held SDK record costs in memory beyond its body and attributes (the ReadWriteLogRecord, its
-# LogRecord, the BoundedAttributes and their lock, our slot): measured with tracemalloc in
-# tests/test_buffer.py, which fails when the estimate drifts.
-HELD_OVERHEAD = 850
+# What a buffered SDK record costs in memory beyond its body and attributes (the ReadWriteLogRecord, its
+# LogRecord, the BoundedAttributes and their lock, our slot): measured with tracemalloc in the buffer's
+# tests, which fail when the estimate drifts.
+BUFFERED_OVERHEAD = 850
 MAX_TTL_S = 24 * 3600.0
 SWEEP_S = 1.0
-# Traces whose every held record was evicted keep a small note (for the notice), for this many at most.
+# Traces whose every buffered record was evicted keep a small note (for the notice), for this many at most.
 MAX_LOST_TRACES = 1000
 _OFF = ("", "OFF", "NONE", "FALSE", "0")
 
 
 @dataclasses.dataclass(frozen=True)
 class BufferSettings:
-    """`level`: the stdlib level records are held from (None: buffering off)."""
+    """`level`: the stdlib level records are buffered from (None: the buffer is off)."""
 
     level: int | None = None
     max_bytes: int = 8_000_000
@@ -113,20 +95,20 @@ def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float], de
 
 @dataclasses.dataclass(frozen=True)
 class BufferStats:
-    """Counts since this process configured buffering (`held`, `held_bytes`: now)."""
+    """Counts since this process turned the buffer on (`buffered`, `buffered_bytes`: now)."""
 
-    held: int = 0
-    held_bytes: int = 0
-    flushed: int = 0  # held records exported by a flush
-    dropped: int = 0  # held records whose trace did not fail within the TTL
-    evicted: int = 0  # held records pushed out by max_bytes
+    buffered: int = 0
+    buffered_bytes: int = 0
+    flushed: int = 0  # buffered records exported by a flush
+    dropped: int = 0  # buffered records whose trace did not fail within the TTL
+    evicted: int = 0  # buffered records pushed out by max_bytes
     flushes: int = 0  # traces flushed here (local and remote)
     signals_sent: int = 0  # flushes published to the other processes
     signals_received: int = 0  # flushes of other processes applied here
     signals_lost: int = 0  # flushes that could not be published within the TTL (Redis away)
 
 
-class _Held:
+class _Buffered:
     __slots__ = ("alive", "at", "export", "key", "record", "size")
 
     def __init__(self, record: Any, size: int, at: float, key: Key, export: Export) -> None:
@@ -135,19 +117,19 @@ class _Held:
 
 
 class _Trace:
-    __slots__ = ("evicted", "held", "last", "lost")
+    __slots__ = ("evicted", "items", "last", "lost")
 
     def __init__(self) -> None:
-        self.held: deque[_Held] = deque()
+        self.items: deque[_Buffered] = deque()
         self.evicted = 0
-        # When eviction took every held record: a bodiless copy of the last one and its exporter, to
-        # make the eviction notice from (otherwise it is made from the oldest record still held).
+        # When eviction took every buffered record: a bodiless copy of the last one and its exporter, to
+        # make the eviction notice from (otherwise it is made from the oldest record still buffered).
         self.lost: tuple[Any, Export] | None = None
         self.last = 0.0
 
 
 class TraceBuffer:
-    """The held records of this process, and the traces flushed lately."""
+    """The buffered records of this process, and the traces flushed lately."""
 
     def __init__(self, context_key: Callable[[str], bool]) -> None:
         """`context_key`: whether an attribute came from the context (the configured baggage keys)."""
@@ -155,7 +137,7 @@ class TraceBuffer:
         self.context_key = context_key
         self.settings = BufferSettings()
         self._traces: dict[Key, _Trace] = {}
-        self._order: deque[_Held] = deque()  # every held record, oldest first (flushed ones lazily removed)
+        self._order: deque[_Buffered] = deque()  # every buffered record, oldest first (flushed ones lazily removed)
         self._open: dict[Key, float] = {}  # flushed trace -> until when its records are exported directly
         self._lost_only: dict[Key, None] = {}  # traces holding only an eviction note, oldest first
         self._bytes = 0
@@ -182,12 +164,12 @@ class TraceBuffer:
 
     # -- the emit path --------------------------------------------------------------------------
 
-    def hold(self, key: Key, record: Any, body: object, export: Export) -> bool:
-        """Hold `record` of `key`, to be exported with `export` (the processor that held it) if its
-        trace fails; False when that key failed lately (export it directly)."""
+    def add(self, key: Key, record: Any, body: object, export: Export) -> bool:
+        """Buffer `record` of `key`, to be exported with `export` (the processor that buffered it) if
+        its trace fails; False when that key failed lately (export it directly)."""
         now = time.monotonic()
         attributes = _sdk.raw_attributes(record.log_record.attributes)
-        size = HELD_OVERHEAD + (len(body) if type(body) is str else value_size(body))
+        size = BUFFERED_OVERHEAD + (len(body) if type(body) is str else value_size(body))
         if attributes:
             size += attributes_size(attributes)
         with self._lock:
@@ -199,10 +181,10 @@ class TraceBuffer:
             elif trace.lost is not None:  # the notice can be made from this record now
                 trace.lost = None
                 self._lost_only.pop(key, None)
-            held = _Held(record, size, now, key, export)
-            trace.held.append(held)
+            item = _Buffered(record, size, now, key, export)
+            trace.items.append(item)
             trace.last = now
-            self._order.append(held)
+            self._order.append(item)
             self._bytes += size
             if self._bytes > self.settings.max_bytes:
                 self._evict()
@@ -213,20 +195,20 @@ class TraceBuffer:
     def _evict(self) -> None:
         order, traces = self._order, self._traces
         while self._bytes > self.settings.max_bytes and order:
-            held = order.popleft()
-            if not held.alive:
+            item = order.popleft()
+            if not item.alive:
                 continue
-            trace = traces[held.key]
-            trace.held.popleft()
+            trace = traces[item.key]
+            trace.items.popleft()
             trace.evicted += 1
-            if not trace.held:
-                self._note_lost(held.key, trace, held)
-            self._release(held)
+            if not trace.items:
+                self._note_lost(item.key, trace, item)
+            self._release(item)
             self._counts["evicted"] += 1
 
-    def _note_lost(self, key: Key, trace: _Trace, held: _Held) -> None:
-        trace.lost = _sdk.derived_record(held.record, "", _WARN, "WARN", self._context_attributes(held.record)), \
-            held.export
+    def _note_lost(self, key: Key, trace: _Trace, item: _Buffered) -> None:
+        trace.lost = _sdk.derived_record(item.record, "", _WARN, "WARN", self._context_attributes(item.record)), \
+            item.export
         lost_only = self._lost_only
         lost_only[key] = None
         if len(lost_only) > MAX_LOST_TRACES:
@@ -234,28 +216,28 @@ class TraceBuffer:
             del lost_only[oldest]
             self._traces.pop(oldest, None)
 
-    def _release(self, held: _Held) -> None:
-        held.alive = False
-        held.record = None
-        self._bytes -= held.size
+    def _release(self, item: _Buffered) -> None:
+        item.alive = False
+        item.record = None
+        self._bytes -= item.size
 
     def _expire(self, now: float) -> None:
-        """Drop what was held `ttl_s` ago; once a second, forget traces and flushes past their TTL."""
+        """Drop what was buffered `ttl_s` ago; once a second, forget traces and flushes past their TTL."""
         cutoff = now - self.settings.ttl_s
         order, traces = self._order, self._traces
         while order and (not order[0].alive or order[0].at <= cutoff):
-            held = order.popleft()
-            if held.alive:
-                trace = traces[held.key]
-                trace.held.popleft()
-                self._release(held)
+            item = order.popleft()
+            if item.alive:
+                trace = traces[item.key]
+                trace.items.popleft()
+                self._release(item)
                 self._counts["dropped"] += 1
-                if not trace.held:  # what eviction took before is past the TTL too
-                    del traces[held.key]
-                    self._lost_only.pop(held.key, None)
+                if not trace.items:  # what eviction took before is past the TTL too
+                    del traces[item.key]
+                    self._lost_only.pop(item.key, None)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_S
-            for key in [k for k, t in traces.items() if not t.held and t.last <= cutoff]:
+            for key in [k for k, t in traces.items() if not t.items and t.last <= cutoff]:
                 del traces[key]
                 self._lost_only.pop(key, None)
             for key in [k for k, until in self._open.items() if until <= now]:
@@ -264,8 +246,8 @@ class TraceBuffer:
     # -- flushing -------------------------------------------------------------------------------
 
     def flush(self, key: Key, *, publish: bool = True) -> int:
-        """Export `key`'s held records (and a notice of any evicted), keep exporting its records for
-        `ttl_s`, and tell the other processes (once per TTL). The number of held records exported."""
+        """Export `key`'s buffered records (and a notice of any evicted), keep exporting its records for
+        `ttl_s`, and tell the other processes (once per TTL). The number of buffered records exported."""
         if not self.on:
             return 0
         now = time.monotonic()
@@ -279,19 +261,19 @@ class TraceBuffer:
             lost, evicted = None, 0
             if trace is not None:
                 if trace.evicted:
-                    lost = (trace.held[0].record, trace.held[0].export) if trace.held else trace.lost
+                    lost = (trace.items[0].record, trace.items[0].export) if trace.items else trace.lost
                     evicted = trace.evicted
-                for held in trace.held:
-                    records.append((held.record, held.export))
-                    self._release(held)
+                for item in trace.items:
+                    records.append((item.record, item.export))
+                    self._release(item)
             self._counts["flushed"] += len(records)
             self._counts["flushes"] += 1
         if lost is not None:
             template, export = lost
             export(_sdk.derived_record(
-                template, f"otel_session: {evicted} held record(s) of this trace were evicted before this flush "
+                template, f"otel_session: {evicted} buffered record(s) of this trace were evicted before this flush "
                           f"(buffer_max_bytes={self.settings.max_bytes})",
-                _WARN, "WARN", {**self._context_attributes(template), BUFFERED: True, "otel_session.evicted": evicted}))
+                _WARN, "WARN", {**self._context_attributes(template), BUFFERED: True, EVICTED: evicted}))
         for record, export in records:
             _sdk.add_attributes(record.log_record, ((BUFFERED, True),), 0)  # type: ignore[arg-type]
             export(record)
@@ -300,7 +282,7 @@ class TraceBuffer:
         return len(records)
 
     def _context_attributes(self, record: Any) -> dict[str, Any]:
-        """What the eviction notice carries of a held record: its session attributes."""
+        """What the eviction notice carries of a buffered record: its session attributes."""
         attributes = _sdk.raw_attributes(record.log_record.attributes) or {}
         return {k: v for k, v in attributes.items() if self.context_key(k)}
 
@@ -309,11 +291,11 @@ class TraceBuffer:
     def stats(self) -> BufferStats:
         with self._lock:
             self._expire(time.monotonic())
-            return BufferStats(held=sum(len(t.held) for t in self._traces.values()), held_bytes=self._bytes,
+            return BufferStats(buffered=sum(len(t.items) for t in self._traces.values()), buffered_bytes=self._bytes,
                                **self._counts)
 
     def clear(self) -> None:
-        """Forget everything held (nothing is exported)."""
+        """Forget everything buffered (nothing is exported)."""
         with self._lock:
             self._traces.clear()
             self._order.clear()
@@ -328,9 +310,9 @@ class TraceBuffer:
             self._counts = dict.fromkeys(self._counts, 0)
 
     def after_fork(self) -> None:
-        """A child holds none of its parent's records: they are the parent's to flush."""
+        """A child buffers none of its parent's records: they are the parent's to flush."""
         self._lock = threading.Lock()
         self.clear()
 
 
-__all__ = ["BUFFERED", "ERROR_SEVERITY", "BufferSettings", "BufferStats", "Key", "TraceBuffer"]
+__all__ = ["ERROR_SEVERITY", "BufferSettings", "BufferStats", "Key", "TraceBuffer"]

@@ -33,6 +33,7 @@ from otel_session._follow import LogFilter, LogTail, ReadStats
 from otel_session._levels import parse_level
 from otel_session._record import EPOCH, Record, iso_time
 from otel_session._severity import TRACE, severity_of
+from otel_session._validation import parse_trace_id
 
 T = TypeVar("T")
 PROG = "otel-session"
@@ -78,7 +79,6 @@ def min_severity(level: str) -> int:
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_HEX = re.compile(r"[0-9a-f]+")
 
 
 def parse_since(text: str, now_unix_nano: int | None = None) -> int:
@@ -99,12 +99,9 @@ def parse_since(text: str, now_unix_nano: int | None = None) -> int:
     return ((stamp - EPOCH) // timedelta(microseconds=1)) * 1000
 
 
-def parse_trace_id(text: str) -> str:
+def trace_hex(text: str) -> str:
     """`--trace`: 32 hex digits (not all zero), as lowercase. Raises `ValueError`."""
-    value = text.strip().lower()
-    if len(value) != 32 or not _HEX.fullmatch(value) or value.strip("0") == "":
-        raise ValueError(f"invalid trace id {text!r}: use 32 hex digits, not all zero")
-    return value
+    return format(parse_trace_id(text), "032x")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--session", action="append", metavar="ID", help="only this session.id")
     logs.add_argument("--user", action="append", metavar="ID", help="only this user.id")
     logs.add_argument("--service", action="append", metavar="NAME", help="only this service.name")
-    logs.add_argument("--trace", action="append", metavar="ID", type=_type(parse_trace_id),
+    logs.add_argument("--trace", action="append", metavar="ID", type=_type(trace_hex),
                       help="only this trace (32 hex digits)")
     logs.add_argument("--level", metavar="LEVEL", type=_type(min_severity),
                       help="this level and above: TRACE, DEBUG, INFO, WARN(ING), ERROR, CRITICAL/FATAL, any case")
@@ -315,7 +312,7 @@ def parse_duration(text: str) -> float:
 
 
 def _add_debug(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from otel_session._grants import DEFAULT_REDIS_URL
+    from otel_session.live.store import DEFAULT_REDIS_URL
 
     redis_help = f"the Redis holding the grants; default: $OTEL_SESSION_REDIS_URL, else $REDIS_URL, else " \
                  f"{DEFAULT_REDIS_URL} (keys behind $OTEL_SESSION_REDIS_PREFIX)"
@@ -393,7 +390,7 @@ def _debug(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 def _audit_export() -> typing.Any:
     import logging
 
-    from otel_session._grants import DEFAULT_SERVICE, audit_logger
+    from otel_session.live.store import DEFAULT_SERVICE, audit_logger
 
     wanted = ("OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
     if any(os.environ.get(name, "").strip() for name in wanted):

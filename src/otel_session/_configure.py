@@ -1,20 +1,6 @@
-"""`configure()`: the one place that builds providers, the stdlib bridge and exporters.
-
-OTel's global providers can be set once per process, so the first call sets (or adopts) them and
-registers one `SessionLogProcessor`; every later call only re-points that processor (exporter,
-limits, baggage keys). That is what makes it safe to call from code that is reloaded, such as an
-Open WebUI function, and lets tests swap exporters freely.
-
-Attach mode: when a host already set an SDK `LoggerProvider` (Open WebUI with its own
-OpenTelemetry), the provider and its processors stay the host's, but our processor goes in front
-of them, so what the host exports is enriched, gated and redacted like what we export. We add no
-exporter of our own then unless asked (`exporter=` or `OTEL_LOGS_EXPORTER`): an
-`OTEL_EXPORTER_OTLP_ENDPOINT` set for the host is not such a request.
-
-Spans: when the exporter is `otlp` and the `TracerProvider` is the one `configure()` created (never
-a host's), one `BatchSpanProcessor(OTLPSpanExporter())` is added, at most once per process, so the
-spans the log records point at reach the same Collector (`OTEL_TRACES_EXPORTER=none` opts out). The
-SDK cannot remove a span processor, so re-pointing the logs away from `otlp` later leaves it in place.
+"""`configure()`: the one place that builds providers, the stdlib bridge, exporters and the patches,
+and the only importer of the live wing. First call sets (or adopts) OTel's set-once providers; later
+calls re-point the same processor. Attach mode and span export: docs/library.md.
 """
 
 from __future__ import annotations
@@ -44,7 +30,7 @@ from otel_session import _diagnostics, _sdk, _stdlib
 from otel_session._buffer import BufferSettings, BufferStats
 from otel_session._file_exporter import OtlpJsonFileExporter, log_dir
 from otel_session._handler import BridgeHandler
-from otel_session._levels import parse_level, resolve_level
+from otel_session._levels import default_level, parse_level
 from otel_session._processor import SessionLogProcessor
 from otel_session._signing import ENV_KEY, key_bytes
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE
@@ -73,7 +59,7 @@ class Telemetry:
     @property
     def current(self) -> bool:
         """Whether this is what the latest `configure()` built (an earlier handle is stale)."""
-        return STATE.telemetry is self
+        return _built.telemetry is self
 
     def stats(self) -> BufferStats:
         """What the debug buffer holds now, and what it flushed, dropped and evicted (`_buffer`)."""
@@ -84,7 +70,9 @@ class Telemetry:
         return self.processor.force_flush(timeout_millis) and spans
 
     def shutdown(self) -> None:
-        """Flush and close this pipeline's exporter; a later `configure()` builds a new one.
+        """Flush and close this pipeline's exporter, and take out what configure() put into the process
+        (our root handler, the stdlib patches, the attach watcher, the live wing); a later `configure()`
+        builds them again.
 
         Only the current handle may do this: a handle from an earlier `configure()` no longer owns
         the pipeline, so shutting it down does nothing but warn. The span processor is only flushed:
@@ -95,16 +83,43 @@ class Telemetry:
                                "only the current handle (the latest configure()'s) can shut the pipeline down")
                 return
             inner, self.processor.inner = self.processor.inner, None
+            root = logging.getLogger()
+            for handler in [h for h in root.handlers if isinstance(h, BridgeHandler)]:
+                root.removeHandler(handler)
+            reset()
         if inner is not None:
             inner.shutdown()
         if self.span_processor is not None:
             self.span_processor.force_flush()
 
 
+class _Built:
+    """What configure() built and must remember across calls (OTel's providers are set once)."""
+
+    def __init__(self) -> None:
+        self.telemetry: Telemetry | None = None
+        self.own_tracer_provider: TracerProvider | None = None
+        self.span_processor: BatchSpanProcessor | None = None
+        self.warned_names: set[str] = set()
+
+
+_built = _Built()
+
+
 def configured() -> Telemetry | None:
     """What the last `configure()` built in this process, or None: code that may be loaded many
     times (an Open WebUI function) configures only when nobody has."""
-    return STATE.telemetry
+    return _built.telemetry
+
+
+def reset() -> None:
+    """Back to the library's defaults, as before configure() (for tests): no captures, no redaction,
+    the default baggage keys, no signing key, the buffer and the live wing off, the stdlib and the
+    runtime context unpatched. OTel's providers and our processor stay (they are set once a process):
+    the next configure() re-points them."""
+    with STATE.lock:
+        STATE.reset()
+        _stdlib.uninstall()
 
 
 def _exporter_name(exporter: str | None, attached: bool = False) -> str:
@@ -159,16 +174,16 @@ def _build_pipeline(
 def _export_spans(exporter_name: str) -> BatchSpanProcessor | None:
     """Add the OTLP span processor once, to our own TracerProvider only; it is never removed."""
     if (
-        STATE.span_processor is None
+        _built.span_processor is None
         and exporter_name == "otlp"
-        and STATE.own_tracer_provider is not None
+        and _built.own_tracer_provider is not None
         and os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() != "none"
     ):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        STATE.span_processor = BatchSpanProcessor(OTLPSpanExporter())
-        STATE.own_tracer_provider.add_span_processor(STATE.span_processor)
-    return STATE.span_processor
+        _built.span_processor = BatchSpanProcessor(OTLPSpanExporter())
+        _built.own_tracer_provider.add_span_processor(_built.span_processor)
+    return _built.span_processor
 
 
 def _install_handler(provider: LoggerProvider) -> None:
@@ -196,18 +211,18 @@ def _providers(resource: Resource) -> tuple[LoggerProvider, TracerProvider | Non
         if trace.get_tracer_provider() is not tracer_provider:  # someone else's non-SDK provider
             tracer_provider = None
         else:
-            STATE.own_tracer_provider = tracer_provider
+            _built.own_tracer_provider = tracer_provider
     return logger_provider, tracer_provider, attached
 
 
 def _set_default_level(level: str | int | None, first: bool) -> None:
-    """The process default, set once on the root logger as `basicConfig(level=)` would; after
-    that the app's own configuration stands and nothing of ours touches it."""
+    """The process default (`level`, else `OTEL_PYTHON_LOG_LEVEL`, else INFO), set once on the root
+    logger as `basicConfig(level=)` would; after that the app's own configuration stands."""
     root = logging.getLogger()
     if level is not None:
         root.setLevel(parse_level(level))
     elif first and root.level == logging.WARNING:  # the stdlib's untouched default
-        root.setLevel(resolve_level())
+        root.setLevel(default_level())
 
 
 def configure(
@@ -234,12 +249,17 @@ def configure(
     `signing_key` (or `OTEL_SESSION_SIGNING_KEY`): levels travelling in baggage count only when
     signed with it (`_signing`); once set it stays until another key is given (or `reset()`).
 
-    `buffer_level` (or `OTEL_SESSION_BUFFER_LEVEL`; "OFF" turns it off): hold records below their
-    export level, from this level up, per trace, and export them only if the trace fails
-    (`_buffer`); `buffer_max_bytes` bounds the process, `buffer_ttl_s` how long a record is held.
+    `level`: the process default on the root logger; not given, the first call sets
+    `OTEL_PYTHON_LOG_LEVEL`, else INFO, if the root logger is still at the stdlib's default.
+
+    `buffer_level` (or `OTEL_SESSION_BUFFER_LEVEL`; "OFF" turns it off): the debug buffer keeps records
+    below their export level, from this level up, per trace, and exports them only if the trace fails;
+    `buffer_max_bytes` bounds the process, `buffer_ttl_s` how long a record is buffered.
     Not given: the environment, else what is set now (off by default)."""
     if level is not None:
         parse_level(level)  # validate before anything changes
+    elif _built.telemetry is None and logging.getLogger().level == logging.WARNING:
+        default_level()  # a bad OTEL_PYTHON_LOG_LEVEL is refused before anything changes
     signing = signing_key if signing_key is not None else os.environ.get(ENV_KEY, "").strip() or None
     if signing is not None:
         key_bytes(signing)  # validate before anything changes
@@ -261,7 +281,7 @@ def configure(
         if signing is not None:
             STATE.set_signing_key(signing)
         name = service_name or os.environ.get("OTEL_SERVICE_NAME") or None
-        current = STATE.telemetry
+        current = _built.telemetry
         first = current is None
         if current is None:
             resource = Resource.create({SERVICE_NAME: name} if name else {})
@@ -285,20 +305,24 @@ def configure(
                 old.shutdown()
         span_processor = _export_spans(exporter_name)
         _install_handler(logger_provider)
+        _diagnostics.install()
+        STATE.route_buffered = _stdlib.route_buffered
+        STATE.start()
         _stdlib.install()
-        _diagnostics.show_sdk_errors()
         _set_default_level(level, first)
         STATE.set_buffer(buffering)
-        grants_url = redis_url or os.environ.get("OTEL_SESSION_REDIS_URL")
-        if grants_url:
-            STATE.watch_grants(grants_url, os.environ.get("OTEL_SESSION_REDIS_PREFIX", ""), actual)
-        if name and name != actual and name not in STATE.warned_names:
-            STATE.warned_names.add(name)  # once per name: a reloaded plugin calls this on every load
+        live_url = redis_url or os.environ.get("OTEL_SESSION_REDIS_URL")
+        if live_url:
+            from otel_session.live.plug import RedisLive
+
+            STATE.plug(RedisLive(STATE, live_url, os.environ.get("OTEL_SESSION_REDIS_PREFIX", ""), actual))
+        if name and name != actual and name not in _built.warned_names:
+            _built.warned_names.add(name)  # once per name: a reloaded plugin calls this on every load
             logger.warning(
                 "configure(service_name=%r) ignored: this process already logs as %r "
                 "(the resource is fixed by the first configure() or the host's provider)", name, actual,
             )
-        STATE.telemetry = Telemetry(
+        _built.telemetry = Telemetry(
             service_name=actual,
             exporter_name=exporter_name,
             logger_provider=logger_provider,
@@ -310,7 +334,7 @@ def configure(
             _owned=owned,
             span_processor=span_processor,
         )
-        return STATE.telemetry
+        return _built.telemetry
 
 
-__all__ = ["DEFAULT_BAGGAGE_KEYS", "EXPORTERS", "Telemetry", "configure", "configured"]
+__all__ = ["DEFAULT_BAGGAGE_KEYS", "EXPORTERS", "Telemetry", "configure", "configured", "reset"]

@@ -1,12 +1,6 @@
-"""What a Context means for its log records, computed once per Context object.
-
-Contexts are immutable, and the stdlib bridge hands the processor the same Context object for
-every record logged inside one attached scope, so the meaning is cached on the Context itself: it
-lives exactly as long as the Context does (a cache beside it kept finished contexts, and the
-ended spans in them, alive). A generation number invalidates every cached meaning at once when
-what it depends on changes (the baggage keys). A capture that closes is skipped where it is still
-held (a task that outlived it), never by recomputing every context.
-"""
+"""What a Context means for its log records (ids, export level, captures, buffer key), computed once
+per Context object and cached on it; a generation number invalidates every cached meaning at once
+(docs/internals.md)."""
 
 from __future__ import annotations
 
@@ -18,36 +12,37 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from opentelemetry import baggage, trace
-from opentelemetry.context import Context, create_key
+from opentelemetry.context import Context
 
+from otel_session._capture_store import CAPTURES_KEY
+from otel_session._keys import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID, USER_ID
 from otel_session._levels import parse_level
 from otel_session._record import EMPTY, attributes_size
 from otel_session._severity import severity_of
 from otel_session._signing import signer
-from otel_session._validation import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID, USER_ID
 
 if TYPE_CHECKING:
     from otel_session._buffer import Key
-    from otel_session._capture import Capture
-    from otel_session._grants_watch import GrantTable
+    from otel_session._capture_store import Capture
+    from otel_session._grant_table import GrantTable
 
 MAX_VALUE_LEN = 256
 NO_FLOOR = 1 << 30  # a stdlib level no record reaches: the context asks for nothing
-CAPTURES_KEY = create_key("otel_session.captures")
 _ATTR = "_otel_session_meaning"
 
 
 class Meaning:
-    """A context's session attributes, its export level, its open captures, and its floor: the
-    lowest stdlib level any of those asks to have records created for."""
+    """A context's session attributes, export level, open captures and buffer key. `*_level` fields
+    are stdlib levels (what the gate compares), `*_severity` fields OTel severity numbers (what the
+    processor compares). `floor_level`: the lowest level anything here asks to have records created for."""
 
-    __slots__ = ("__weakref__", "asked", "attrs", "attrs_size", "attrs_view", "captures", "export", "export_level",
-                 "floor", "generation", "hold", "key", "longest")
+    __slots__ = ("__weakref__", "asked_level", "attrs", "attrs_size", "attrs_view", "buffer_key", "buffer_severity",
+                 "captures", "export_level", "export_severity", "floor_level", "generation", "longest")
 
     def __init__(self, generation: int, attrs: tuple[tuple[str, str], ...], export_level: int | None,
-                 captures: tuple[Capture, ...], hold_level: int | None = None, key: Key | None = None) -> None:
-        """`hold_level`: records below the export level but at or above this are held under `key`
-        (its trace, else its session: `_buffer`) instead of being dropped."""
+                 captures: tuple[Capture, ...], buffer_level: int | None = None, buffer_key: Key | None = None) -> None:
+        """`buffer_level`: records below the export level but at or above this are buffered under
+        `buffer_key` (its trace, else its session: `_buffer`) instead of being dropped."""
         self.generation = generation
         self.attrs = attrs
         self.longest = max((len(v) for _, v in attrs), default=0)
@@ -55,20 +50,21 @@ class Meaning:
         self.attrs_view: Mapping[str, str] = MappingProxyType(dict(attrs)) if captures else EMPTY
         self.attrs_size = attributes_size(self.attrs_view)
         self.export_level = export_level
-        self.export = severity_of(export_level) if export_level is not None else None
+        self.export_severity = severity_of(export_level) if export_level is not None else None
         self.captures = captures
         levels = [c.level for c in captures]
         if export_level is not None:
             levels.append(export_level)
-        self.key = key
-        self.hold = None
-        # The lowest level the export or a capture asks for: below it (and above `hold_level`) a record is
-        # created only to be held, and goes to our handler alone (`_stdlib.call_handlers`).
-        self.asked = min(levels, default=NO_FLOOR)
-        if hold_level is not None and key is not None and (export_level is None or hold_level < export_level):
-            self.hold = severity_of(hold_level)
-            levels.append(hold_level)
-        self.floor = min(levels, default=NO_FLOOR)
+        self.buffer_key = buffer_key
+        self.buffer_severity = None
+        # The lowest level the export or a capture asks for: below it (and from `buffer_level` up) a record
+        # is created only to be buffered, and goes to our handler alone (`_stdlib.call_handlers`).
+        self.asked_level = min(levels, default=NO_FLOOR)
+        below_export = export_level is None or (buffer_level is not None and buffer_level < export_level)
+        if buffer_level is not None and buffer_key is not None and below_export:
+            self.buffer_severity = severity_of(buffer_level)
+            levels.append(buffer_level)
+        self.floor_level = min(levels, default=NO_FLOOR)
 
 
 class KeyMatcher:
@@ -107,9 +103,9 @@ def baggage_level(values: Mapping[str, object]) -> int | None:
 
 
 def compute(ctx: Context, generation: int, keys: KeyMatcher, grants: GrantTable | None = None,
-            on_grant: Callable[[str], None] | None = None, hold_level: int | None = None) -> Meaning:
+            on_grant: Callable[[str], None] | None = None, buffer_level: int | None = None) -> Meaning:
     """`grants`: live debug grants; one for the context's session or user lowers its export level
-    (never a capture's), and `on_grant` hears which grant did. `hold_level`: buffering is on."""
+    (never a capture's), and `on_grant` hears which grant did. `buffer_level`: the debug buffer is on."""
     attrs = []
     values = baggage.get_all(ctx)
     for key, value in values.items():
@@ -124,15 +120,15 @@ def compute(ctx: Context, generation: int, keys: KeyMatcher, grants: GrantTable 
         export = granted[0]
         if on_grant is not None:
             on_grant(granted[1])
-    meaning = Meaning(generation, tuple(attrs), export, live, hold_level,
-                      key_of(ctx, values) if hold_level is not None else None)
+    meaning = Meaning(generation, tuple(attrs), export, live, buffer_level,
+                      key_of(ctx, values) if buffer_level is not None else None)
     with contextlib.suppress(AttributeError, TypeError):  # a Context subclass with slots: no cache
         setattr(ctx, _ATTR, meaning)
     return meaning
 
 
 def key_of(ctx: Context, values: Mapping[str, object] | None = None) -> Key | None:
-    """What a context's held records are kept under: its trace id, else its session id, else None."""
+    """What a context's buffered records are kept under: its trace id, else its session id, else None."""
     span_context = trace.get_current_span(ctx).get_span_context()
     if span_context.is_valid:
         return span_context.trace_id
@@ -143,19 +139,37 @@ def key_of(ctx: Context, values: Mapping[str, object] | None = None) -> Key | No
 class Asking:
     """The meanings alive that ask for records below the app's levels. While there are none, the
     stdlib gate need not look at the current context at all (`armed` is False). A meaning lives as
-    long as its Context, so this ends when the last such context is gone: a finished request, and
-    every task that inherited its context, included."""
+    long as its Context, so this ends when the last such context is gone (a finished request, and
+    every task that inherited its context), or, for one that asked only for its captures, when they
+    have closed: a Context kept alive longer (a record queued for export holds its Context) then
+    costs nothing."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # weakref callbacks may run inside a locked region
         self._refs: set[weakref.ref[Meaning]] = set()
+        # capture -> the meanings that ask only for captures, it among them (`release`)
+        self._by_capture: weakref.WeakKeyDictionary[Capture, list[weakref.ref[Meaning]]] = \
+            weakref.WeakKeyDictionary()
         self.forced = False  # a debug grant is live: any context may ask
         self.armed = False
 
     def add(self, meaning: Meaning) -> None:
         with self._lock:
-            self._refs.add(weakref.ref(meaning, self._gone))
+            ref = weakref.ref(meaning, self._gone)
+            self._refs.add(ref)
             self.armed = True
+            if meaning.export_level is None and meaning.buffer_severity is None:
+                for cap in meaning.captures:
+                    self._by_capture.setdefault(cap, []).append(ref)
+
+    def release(self, cap: Capture) -> None:
+        """`cap` closed: the meanings that asked only for closed captures ask for nothing more."""
+        with self._lock:
+            for ref in self._by_capture.pop(cap, ()):
+                meaning = ref()
+                if meaning is None or all(c.closed for c in meaning.captures):
+                    self._refs.discard(ref)
+            self.armed = self.forced or bool(self._refs)
 
     def _gone(self, ref: weakref.ref[Meaning]) -> None:
         with self._lock:
@@ -170,6 +184,7 @@ class Asking:
     def clear(self) -> None:
         with self._lock:
             self._refs.clear()
+            self._by_capture.clear()
             self.forced = self.armed = False
 
     def after_fork(self) -> None:

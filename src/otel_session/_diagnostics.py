@@ -1,12 +1,5 @@
-"""Where the pipeline reports its own failures, and the SDK's: stderr, rate-limited, never the
-export.
-
-A failure inside the log pipeline (a processor, an exporter) that went back into that pipeline
-would recurse on the emit path, and fail again on every export cycle. The SDK logs its own
-failures (an OTLP export that failed, "Failed to detach context") on the `opentelemetry` loggers;
-the bridge drops those records from the export, so without a handler of their own they would be
-lost. Both get a stderr handler that lets a burst of each kind of message through, then counts what it
-held back.
+"""Where the pipeline reports its own failures, and the SDK's: stderr, rate-limited, never the export
+(docs/internals.md).
 """
 
 from __future__ import annotations
@@ -31,11 +24,8 @@ class _RateLimit(logging.Filter):
         super().__init__()
         self.burst, self.window_s = burst, window_s
         self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._after_fork)  # a few instances a process: no leak
+        self._pid = os.getpid()  # a forked child makes its own lock (no fork hook: importing changes nothing)
         self._kinds: dict[tuple[str, str], list[float]] = {}  # kind -> [window start, passed, held back]
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()
 
     def clear(self) -> None:
         """Forget every window (for `reset()`)."""
@@ -45,6 +35,8 @@ class _RateLimit(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         now = time.monotonic()
         kind = (record.name, str(record.msg))
+        if self._pid != os.getpid():
+            self._lock, self._pid = threading.Lock(), os.getpid()
         with self._lock:
             state = self._kinds.get(kind)
             if state is None:
@@ -83,9 +75,6 @@ def stderr_handler() -> logging.Handler:
 
 
 internal = logging.getLogger("otel_session.internal")
-internal.propagate = False
-if not internal.handlers:
-    internal.addHandler(stderr_handler())
 
 SDK_LOGGER = "opentelemetry"
 
@@ -95,9 +84,12 @@ def is_sdk_logger(name: str) -> bool:
     return name == SDK_LOGGER or name.startswith("opentelemetry.")
 
 
-def show_sdk_errors() -> None:
-    """Give the SDK's loggers a rate-limited stderr handler (once); they still propagate, so an
-    app's own console shows them as before."""
+def install() -> None:
+    """configure(): our own failures go to stderr alone, rate-limited; the SDK's loggers get the same
+    handler but still propagate, so an app's own console shows them as before (once each)."""
+    if not any(isinstance(h, _StderrHandler) for h in internal.handlers):
+        internal.propagate = False
+        internal.addHandler(stderr_handler())
     sdk = logging.getLogger(SDK_LOGGER)
     if not any(isinstance(h, _StderrHandler) for h in sdk.handlers):
         sdk.addHandler(stderr_handler())

@@ -1,13 +1,5 @@
-"""Logs as OTLP JSON lines in a local directory: the format an OpenTelemetry Collector's `file`
-exporter writes, so one reader serves both.
-
-Encoding goes through `opentelemetry-exporter-otlp-proto-common` (the OTLP exporter's own
-encoder) and protobuf's JSON mapping; only the ids differ from that mapping, since OTLP JSON
-writes trace and span ids as hex, not base64. Each process appends to its own file
-(`<service>.<pid>.jsonl`), one whole line per `write`, so several processes of one service never
-interleave. A line left torn (a crash or a full disk mid-write, a restarted process with the same
-pid appending to the same file) is closed with a newline before the next batch, so it costs the
-reader one bad line and never the batch after it. A forked child gets a fresh lock and its own file.
+"""Logs as OTLP JSON lines in a local directory, one file a process, in the format a Collector's `file`
+exporter writes, so one reader serves both (docs/internals.md).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""The stdlib bridge handler `configure()` puts on the root logger.
-
-It is the instrumentation's `LoggingHandler` with two changes: the SDK logger for a logger name
-is looked up once (the provider's lookup takes a lock on every record), and while it emits, the
-processor knows the record came through us — so when a host bridges the same stdlib record into
-the same provider through a handler of its own (Open WebUI's `InterceptHandler`), the second copy
-is recognised and dropped.
+"""The stdlib bridge handler configure() puts on the root logger: the instrumentation's `LoggingHandler`
+with one SDK logger looked up per name, and a mark while it emits, so the processor can drop the second
+copy of a record a host's own handler bridges into the same provider.
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ from typing import Any
 from opentelemetry._logs import NoOpLogger
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
+from otel_session import _sdk
 from otel_session._diagnostics import is_sdk_logger
 
 emitting = threading.local()  # .ours: a record is being emitted through BridgeHandler
@@ -33,19 +30,21 @@ class BridgeHandler(LoggingHandler):
     def __init__(self, logger_provider: Any) -> None:
         super().__init__(logger_provider=logger_provider)
         self._loggers: dict[str, Any] = {}
+        self._guard, self._translate_record, self._provider = _sdk.logging_handler_parts(self)
         self.addFilter(DropOtelInternals())
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._is_emitting.get():
+        guard = self._guard
+        if guard.get():
             return  # a record logged while one is being emitted: LoggingHandler's recursion guard
-        token = self._is_emitting.set(True)
+        token = guard.set(True)
         emitting.ours = True
         try:
             otel_logger = self._loggers.get(record.name)
             if otel_logger is None:
-                otel_logger = self._loggers[record.name] = self._logger_provider.get_logger(record.name)
+                otel_logger = self._loggers[record.name] = self._provider.get_logger(record.name)
             if not isinstance(otel_logger, NoOpLogger):
-                otel_logger.emit(self._translate(record))
+                otel_logger.emit(self._translate_record(record))
         finally:
             emitting.ours = False
-            self._is_emitting.reset(token)
+            guard.reset(token)

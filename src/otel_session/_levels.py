@@ -1,7 +1,6 @@
-"""Log levels: parsing names and numbers, and the valve resolution order.
+"""Log levels: names and numbers as stdlib levels, and the process default.
 
-A session's level is never applied with `setLevel` (two sessions would fight over it, and every
-other context would get it too): levels follow the record's own context (`_stdlib`, `_processor`).
+A session's level is never applied with `setLevel`: levels follow the record's own context.
 """
 
 from __future__ import annotations
@@ -9,8 +8,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-
-INHERIT = "INHERIT"
 
 _NAMES = {
     "NOTSET": logging.NOTSET,
@@ -50,22 +47,13 @@ def level_name(level: int) -> str:
     return name if name in _NAMES else str(level)
 
 
-def _given(value: str | int | None) -> bool:
-    if value is None:
-        return False
-    return not (isinstance(value, str) and value.strip().upper() in ("", INHERIT))
-
-
-def resolve_level(
-    user: str | int | None = None,
-    valve: str | int | None = None,
-    env: Mapping[str, str] | None = None,
-) -> int:
-    """User level unless missing or INHERIT, else valve, else `GLOBAL_LOG_LEVEL`, else INFO."""
-    for candidate in (user, valve):
-        if _given(candidate):
-            return parse_level(candidate)  # type: ignore[arg-type]
-    env_value = (os.environ if env is None else env).get("GLOBAL_LOG_LEVEL")
-    if _given(env_value):
-        return parse_level(env_value)  # type: ignore[arg-type]
-    return logging.INFO
+def default_level(env: Mapping[str, str] | None = None) -> int:
+    """The process default when `configure(level=)` is not given: `OTEL_PYTHON_LOG_LEVEL` (the
+    OpenTelemetry logging instrumentation's variable), else INFO."""
+    raw = (os.environ if env is None else env).get("OTEL_PYTHON_LOG_LEVEL", "").strip()
+    if not raw:
+        return logging.INFO
+    try:
+        return parse_level(raw)
+    except ValueError:
+        raise ValueError(f"OTEL_PYTHON_LOG_LEVEL={raw[:40]!r}: invalid log level: use {_VALID}") from None

@@ -1,15 +1,5 @@
-"""Bring loguru records (Pipecat logs through loguru) into the stdlib pipeline `configure()` built.
-
-Forwarding into stdlib logging rather than emitting OTel records directly keeps one path for
-everything: the root logger's bridge handler, then `SessionLogProcessor` (session ids, each
-session's own level, capture). The sink is synchronous on purpose: loguru then calls it in the
-logging task or thread, where the caller's OTel context, with its session baggage, is current.
-A loguru sink added with `enqueue=True` would run in another thread and lose it.
-
-The loguru filter asks the stdlib logger `isEnabledFor`, which answers for the *current* context
-(`_stdlib`): a record is forwarded only where the app's levels or that context's session or capture
-ask for it, so a disabled record (Pipecat logs a lot at DEBUG and TRACE) is dropped before loguru
-formats it or takes its handler lock, and one session at DEBUG makes no other session's bot noisier.
+"""Bring loguru records (Pipecat logs through loguru) into the stdlib pipeline `configure()` built, through a
+synchronous sink that forwards only what the current context's levels ask for (docs/internals.md).
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""OTLP JSON for logs: one `ExportLogsServiceRequest` a line, protobuf's JSON mapping with hex ids.
-
-That is what `OtlpJsonFileExporter` writes and what an OpenTelemetry Collector's `file` exporter
-writes, so one encoder and one decoder serve both. Encoding goes through
-`opentelemetry-exporter-otlp-proto-common` (the OTLP exporter's own encoder); only the ids differ
-from protobuf's mapping, since OTLP JSON writes trace and span ids as hex, not base64. Decoding is
-lenient about what the mapping allows (numbers as strings, enum names, base64 ids) and strict about
-shape: anything else raises `NotOtlpError`, so a reader can count the line and go on.
+"""OTLP JSON for logs: one `ExportLogsServiceRequest` a line, protobuf's JSON mapping with hex ids; what our
+file exporter and a Collector's `file` exporter write (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -23,8 +17,9 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import ReadableLogRecord
 
+from otel_session._keys import SERVICE_NAME
 from otel_session._levels import parse_level
-from otel_session._record import SERVICE_NAME, Record
+from otel_session._record import Record
 from otel_session._severity import BANDS, parse_severity, severity_of, severity_text
 
 UNKNOWN_SERVICE = "unknown_service"

@@ -1,16 +1,5 @@
-"""`SessionLogProcessor`: enrich, redact, capture, gate, forward — in one processor, ahead of
-every exporting processor.
-
-The SDK calls every registered processor with the same record and lets none of them veto it, so
-an enricher registered after an exporter is silently lost and a level filter is impossible. This
-processor *wraps* the exporting processors instead (the spec's recommended filtering pattern):
-its own (`inner`) and, in a host's provider, the host's (`host_processors`).
-
-What a record's context means (attributes, export level, captures) is computed once per Context
-object (`_context`). The gate: in a context with an export level, records at or above it are
-exported and the rest are not; elsewhere, what the app's logging configuration created is exported
-and what was created only for a capture is not.
-"""
+"""`SessionLogProcessor`: enrich, redact, capture, gate, buffer and forward, in one processor that
+wraps the exporting processors (the SDK lets no processor veto a record; docs/library.md)."""
 
 from __future__ import annotations
 
@@ -51,7 +40,7 @@ class SessionLogProcessor(LogRecordProcessor):
         self.duplicates = 0
         if baggage_keys is not None and tuple(baggage_keys) != DEFAULT_BAGGAGE_KEYS:
             state.set_baggage_keys(baggage_keys)
-        self._export = self.export  # what a flush of the records this processor held calls
+        self._export = self.export  # what a flush of the records this processor buffered calls
 
     @property
     def baggage_keys(self) -> tuple[str, ...]:
@@ -76,21 +65,21 @@ class SessionLogProcessor(LogRecordProcessor):
             severity = _BY_ID.get(id(lr.severity_number))
             if severity is None:
                 severity = severity_value(lr.severity_number)
-            export = meaning.export
+            export = meaning.export_severity
             if severity == 0:  # UNSPECIFIED (an event): no level applies to it
                 exported = True
             elif export is not None:
                 exported = severity >= export
-            elif meaning.floor != NO_FLOOR:  # maybe created only for a capture: export what the app's levels create
+            elif meaning.floor_level != NO_FLOOR:  # maybe created only for a capture: what the app's levels create
                 scope = log_record.instrumentation_scope
                 exported = configured_enabled(scope.name if scope is not None else "", severity)
             else:
                 exported = True
             captures = meaning.captures
-            held = False
+            buffered = False
             if not exported:
-                held = meaning.hold is not None and severity >= meaning.hold  # buffering: held per trace
-                if not held and not any(severity >= c.severity and not c.closed for c in captures):
+                buffered = meaning.buffer_severity is not None and severity >= meaning.buffer_severity
+                if not buffered and not any(severity >= c.severity and not c.closed for c in captures):
                     return
             # `bare`: the record's attributes are exactly the context's, so their size is known
             bare = _add_attributes(lr, meaning.attrs, meaning.longest) if meaning.attrs else False
@@ -105,11 +94,11 @@ class SessionLogProcessor(LogRecordProcessor):
                             kept = (entry(log_record, severity, meaning.attrs_view, meaning.attrs_size) if bare
                                     else entry(log_record, severity))
                         cap.keep(kept)
-            if meaning.key is not None:  # buffering is on (`_buffer`)
+            if meaning.buffer_key is not None:  # the debug buffer is on (`_buffer`)
                 if severity >= ERROR_SEVERITY and state.buffer.on:
-                    state.buffer.flush(meaning.key)  # the trace failed: what it held goes first
-                if held:
-                    if state.buffer.hold(meaning.key, log_record, lr.body, self._export):
+                    state.buffer.flush(meaning.buffer_key)  # the trace failed: what it buffered goes first
+                if buffered:
+                    if state.buffer.add(meaning.buffer_key, log_record, lr.body, self._export):
                         return
                     exported = True  # its trace failed lately: what follows the error is exported too
             if exported:  # `export()`, inlined
@@ -155,10 +144,11 @@ class SessionLogProcessor(LogRecordProcessor):
             return True
         meaning = self._state.meaning(ctx)
         value = severity_value(severity)
-        if any(value >= c.severity for c in meaning.captures) or (meaning.hold is not None and value >= meaning.hold):
+        if any(value >= c.severity for c in meaning.captures) or (
+                meaning.buffer_severity is not None and value >= meaning.buffer_severity):
             return True
-        if meaning.export is not None:
-            return value >= meaning.export
+        if meaning.export_severity is not None:
+            return value >= meaning.export_severity
         scope = kwargs.get("instrumentation_scope")
         return configured_enabled(scope.name if scope is not None else "root", value)
 

@@ -18,13 +18,10 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 
+from otel_session._keys import EXCEPTION_STACKTRACE, SERVICE_NAME, SESSION_ID, USER_ID
 from otel_session._sdk import attributes_copy
 from otel_session._severity import severity_text, severity_value
 
-SESSION_ID = "session.id"
-USER_ID = "user.id"
-SERVICE_NAME = "service.name"
-EXCEPTION_STACKTRACE = "exception.stacktrace"
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,11 +1,5 @@
-"""Secrets out of log records, before they are captured or exported.
-
-Off until someone adds a pattern (the processor skips a redactor without patterns). A pattern may
-name a group `keep` for text to leave in place, such as the `Authorization: ` before a credential.
-
-Most records hold no secret, and a regex search costs tens of nanoseconds a character, so a record
-is first gated: the literals every match of a known pattern must contain are looked for in all its
-strings at once. Only a hit pays for the regexes, which run pattern by pattern.
+"""Secrets out of log records before they are captured or exported; off until a pattern is added, and a
+record is searched with regexes only when it contains a pattern's literals (docs/internals.md).
 """
 
 from __future__ import annotations

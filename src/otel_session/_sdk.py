@@ -1,17 +1,7 @@
-"""The one place that leans on OpenTelemetry SDK and API internals. Each use has a public fallback
-or fails loudly in `tests/test_sdk_internals.py` when the SDK changes shape.
-
-- Attributes: `BoundedAttributes.__setitem__` takes a lock and re-cleans every value; ours are
-  short strings validated when they entered baggage, so writing them into the mapping's `_dict`
-  is safe and measurably cheaper (see benchmarks/).
-- Processor order: the SDK calls every processor on a provider in turn and lets none veto a
-  record, so a gate must *wrap* what it gates. In a host's provider (attach mode) our processor
-  takes the place of the host's processors and calls them itself; processors added later are
-  routed behind it too.
-- Derived records: an eviction notice is a copy of a held SDK record with another body
-  (`derived_record`).
-- The runtime context: the stdlib gate (`_stdlib`) reads the current Context on every disabled
-  call, and learns that some context asks for lower levels from the contexts being attached.
+"""The one place that leans on OpenTelemetry SDK, API and instrumentation internals: record attributes,
+processor order, derived records, the runtime context, and `LoggingHandler`'s parts. Each use has a
+public fallback or fails loudly in the SDK-internals tests when a release changes shape (why each is
+needed: docs/internals.md).
 """
 
 from __future__ import annotations
@@ -88,6 +78,21 @@ def derived_record(template: Any, body: str, severity_number: int, severity_text
     lr.severity_text = severity_text
     lr.attributes = dict(attributes)
     return dataclasses.replace(template, log_record=lr)
+
+
+# --- the stdlib bridge ---------------------------------------------------------------------------
+
+
+def logging_handler_parts(handler: Any) -> tuple[Any, Callable[[Any], Any], Any]:
+    """What `_handler.BridgeHandler` reuses of the instrumentation's `LoggingHandler`: its recursion
+    guard (a ContextVar), its record translation and its provider. TypeError on another shape."""
+    guard = getattr(handler, "_is_emitting", None)
+    translate = getattr(handler, "_translate", None)
+    provider = getattr(handler, "_logger_provider", None)
+    if not all(hasattr(guard, name) for name in ("get", "set", "reset")) or not callable(translate) or provider is None:
+        raise TypeError("this opentelemetry-instrumentation-logging release's LoggingHandler has an unknown shape "
+                        "(_is_emitting, _translate, _logger_provider): otel-session does not support it yet")
+    return guard, translate, provider
 
 
 # --- processor order ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from opentelemetry.context import Context
 from otel_session import _validation as v
 from otel_session._context import baggage_level
 from otel_session._flush import flush_on_error
+from otel_session._keys import LOG_LEVEL, SESSION_ID, USER_ID, USER_NAME
 from otel_session._levels import level_name, parse_level
 from otel_session._scope import Scope, detach
 from otel_session._signing import signer, ttl_error
@@ -27,7 +28,7 @@ class SessionInfo:
 def info_from(ctx: Context | None = None) -> SessionInfo | None:
     """The session carried by `ctx` (default: the current context), or None outside any session."""
     values = baggage.get_all(ctx)
-    ids = [values.get(k) for k in (v.SESSION_ID, v.USER_ID, v.USER_NAME)]
+    ids = [values.get(k) for k in (SESSION_ID, USER_ID, USER_NAME)]
     level = baggage_level(values)
     if level is None and all(x is None for x in ids):
         return None
@@ -106,9 +107,9 @@ class session(_Attached):  # noqa: N801 - used like a function: `with session(..
                 raise ValueError(f"log_level_ttl_s: {error}")
         entries: dict[str, str] = {}
         for key, value, check in (
-            (v.SESSION_ID, session_id, v.id_error),
-            (v.USER_ID, user_id, v.id_error),
-            (v.USER_NAME, user_name, v.text_error),
+            (SESSION_ID, session_id, v.id_error),
+            (USER_ID, user_id, v.id_error),
+            (USER_NAME, user_name, v.text_error),
         ):
             if value is not None:
                 error = check(value)
@@ -116,7 +117,7 @@ class session(_Attached):  # noqa: N801 - used like a function: `with session(..
                     raise ValueError(f"{key}: {error}")
                 entries[key] = value
         if log_level is not None:
-            entries[v.LOG_LEVEL] = level_name(parse_level(log_level))
+            entries[LOG_LEVEL] = level_name(parse_level(log_level))
         for key, value in (extra or {}).items():
             error = v.extra_key_error(key)
             if error is None and value is not None:
@@ -133,6 +134,6 @@ class session(_Attached):  # noqa: N801 - used like a function: `with session(..
         outer = ctx = baggage.clear() if self._edge else context.get_current()
         for key, value in self._entries.items():
             ctx = baggage.set_baggage(key, value, ctx)
-        if v.LOG_LEVEL in self._entries or v.SESSION_ID in self._entries:
-            ctx = signer.stamp(outer, ctx, self._ttl_s, new_level=v.LOG_LEVEL in self._entries)
+        if LOG_LEVEL in self._entries or SESSION_ID in self._entries:
+            ctx = signer.stamp(outer, ctx, self._ttl_s, new_level=LOG_LEVEL in self._entries)
         return ctx

@@ -1,22 +1,6 @@
-"""Signed levels: a level that travels in baggage counts only when a holder of the key signed it.
-
-With a key (`OTEL_SESSION_SIGNING_KEY`, or `configure(signing_key=...)`), `session(log_level=L)`
-adds a second baggage member beside `otel_session.log_level`:
-
-    otel_session.log_level_sig = "<expiry, unix seconds>.<hex HMAC-SHA256>"
-
-over the canonical bytes `otel_session.log_level.v1\\n<session id>\\n<LEVEL>\\n<expiry>` (UTF-8; the
-session id is "" when the context has none; LEVEL is the canonical name, `DEBUG`, or the number of
-a custom level). Digits, `.` and hex survive every baggage encoder unchanged.
-
-The check sits where the level is read from baggage (`_context.baggage_level`), so it applies
-whoever attached the context: our `attach()`, OTel's `context.attach`, an ASGI middleware. A
-context's meaning is computed once per Context object, so a context is verified once, never per
-record; an unsigned, forged, changed, wrong-session, other-key or expired level is ignored (the
-context has no export level of its own) with one rate-limited warning on stderr. The warning never
-goes into the log pipeline: it is raised while a record's context is being interpreted.
-
-Without a key nothing is checked: levels in baggage are then for trusted networks only.
+"""Signed levels: with a key, a level travelling in baggage counts only when it carries a valid
+HMAC-SHA256 signature (`otel_session.log_level_sig`) for its session; anything else is ignored with
+one rate-limited warning. The format and the threat model: docs/levels-and-captures.md.
 """
 
 from __future__ import annotations
@@ -33,8 +17,9 @@ from opentelemetry import baggage
 from opentelemetry.context import Context
 
 from otel_session._diagnostics import _RateLimit
+from otel_session._keys import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID
 from otel_session._levels import level_name, parse_level
-from otel_session._validation import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID, SIGNATURE, _short, id_error
+from otel_session._validation import SIGNATURE, _short, id_error
 
 ENV_KEY = "OTEL_SESSION_SIGNING_KEY"
 DOMAIN = "otel_session.log_level.v1"
@@ -43,9 +28,7 @@ MAX_TTL_S = 7 * 24 * 3600.0
 
 # The one rate-limited warning: a burst lets one line through a minute, then counts what it held back.
 _log = logging.getLogger("otel_session.internal.signing")  # propagates to the internal stderr handler only
-_log.setLevel(logging.WARNING)  # independent of the app's root level
 _limit = _RateLimit(burst=1)
-_log.addFilter(_limit)
 _warning = threading.local()
 
 
@@ -136,6 +119,9 @@ class Signer:
     def set_key(self, key: bytes | None) -> None:
         self.key = key
         self._valid = {}
+        if key is not None and _limit not in _log.filters:  # the warning, whatever the app's root level
+            _log.setLevel(logging.WARNING)
+            _log.addFilter(_limit)
 
     def level(self, values: Mapping[str, object], level: int) -> int | None:
         """`level` if it counts for the context whose baggage is `values`, else None (warned)."""

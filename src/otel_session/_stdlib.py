@@ -1,17 +1,9 @@
-"""The stdlib-facing part: one context-aware `Logger.isEnabledFor`.
+"""The stdlib gate: a context-aware `Logger.isEnabledFor` (and, with the debug buffer on,
+`Logger.callHandlers`), installed by configure() and removed by reset()/shutdown().
 
-The stdlib decides whether a record is created from logger levels alone, and caches the answer
-per logger. A session or capture that asks for DEBUG must not lower any logger (every other
-context, handler and host exporter would get DEBUG too), so the answer becomes: enabled by the
-app's configuration, or else asked for by the *current* context — a session's export level or an
-open capture's level below the logger's — and only for loggers that inherit their level (a level
-the app set explicitly on a logger stands). `logging.disable()` still wins.
-
-While no context that asks is alive (`State.asking.armed`), a disabled call costs one global check
-more than the stdlib's. With debug buffering on, `Logger.callHandlers` is ours too: a record created
-only to be held goes to our bridge handler alone (the app's console never sees it).
-`tests/test_sdk_internals.py` fails loudly when the stdlib changes the parts this leans on
-(`Logger._cache`, `Manager._clear_cache`, `Manager.disable`, `Logger.handle` calling `callHandlers`).
+A record below the app's levels is created only in a context that asks for it, and only on loggers
+that inherit their level; the stdlib internals this leans on are checked in the SDK-internals tests
+(docs/levels-and-captures.md).
 """
 
 from __future__ import annotations
@@ -62,7 +54,7 @@ def is_enabled_for(self: logging.Logger, level: int) -> bool:
     meaning = getattr(ctx, _ATTR, None)
     if meaning is None or meaning.generation != STATE.generation:
         meaning = STATE.meaning(ctx)
-    if level < meaning.floor or self.manager.disable >= level:
+    if level < meaning.floor_level or self.manager.disable >= level:
         return False
     inherits = cache.get(_INHERITS)
     if inherits is None:
@@ -85,7 +77,7 @@ _stdlib_call_handlers = logging.Logger.callHandlers
 
 
 def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
-    """With debug buffering on: a record created only to be held (below the app's level, and below
+    """With the debug buffer on: a record created only to be buffered (below the app's level, and below
     every level its context asks for) goes to our bridge handler alone, so the app's console and other
     handlers see what they saw before; every other record goes to every handler, as the stdlib does."""
     level = record.levelno
@@ -99,7 +91,7 @@ def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
         meaning = getattr(ctx, _ATTR, None)
         if meaning is None or meaning.generation != STATE.generation:
             meaning = STATE.meaning(ctx)
-        if meaning.hold is not None and meaning.floor <= level < meaning.asked:
+        if meaning.buffer_severity is not None and meaning.floor_level <= level < meaning.asked_level:
             node: logging.Logger | None = self
             while node is not None:
                 for handler in node.handlers:
@@ -110,12 +102,12 @@ def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
     _stdlib_call_handlers(self, record)
 
 
-def route_held(on: bool) -> None:
-    """Send records created only to be held to our handler alone (on while buffering is on)."""
-    logging.Logger.callHandlers = call_handlers if on else _stdlib_call_handlers  # type: ignore[method-assign]
-
-
-STATE.route_held = route_held  # called whenever buffering is turned on or off, and by reset()
+def route_buffered(on: bool) -> None:
+    """Send records created only to be buffered to our handler alone (on while the buffer is on)."""
+    if on:
+        logging.Logger.callHandlers = call_handlers  # type: ignore[method-assign]
+    elif logging.Logger.callHandlers is call_handlers:
+        logging.Logger.callHandlers = _stdlib_call_handlers  # type: ignore[method-assign]
 
 
 def install() -> None:
@@ -126,6 +118,7 @@ def install() -> None:
 
 
 def uninstall() -> None:
+    route_buffered(False)
     if logging.Logger.isEnabledFor is is_enabled_for:
         logging.Logger.isEnabledFor = _stdlib_is_enabled_for  # type: ignore[method-assign]
         logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]

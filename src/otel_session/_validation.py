@@ -1,20 +1,13 @@
-"""Rules for the values that may travel in baggage.
-
-One place decides what a valid id, name or key is, so that `session()` (which raises) and the
-extractors (which drop and warn) can never disagree.
-"""
+"""What a valid id, name, key, level or trace id is: one place, so that `session()` (which raises),
+the extractors (which drop and warn), the grant store and the CLI can never disagree."""
 
 from __future__ import annotations
 
 import re
 
+from otel_session._keys import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID, USER_ID, USER_NAME
 from otel_session._levels import parse_level
 
-SESSION_ID = "session.id"
-USER_ID = "user.id"
-USER_NAME = "user.name"
-LOG_LEVEL = "otel_session.log_level"
-LOG_LEVEL_SIG = "otel_session.log_level_sig"  # `_signing`: never a record attribute
 RESERVED_KEYS = frozenset({SESSION_ID, USER_ID, USER_NAME, LOG_LEVEL, LOG_LEVEL_SIG})
 
 ID_MAX = 128
@@ -24,6 +17,7 @@ _ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 _EXTRA_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SIGNATURE = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")  # `<expiry>.<hex HMAC-SHA256>`
+_TRACE_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 def _short(value: str) -> str:
@@ -57,6 +51,21 @@ def text_error(value: object) -> str | None:
     if _CONTROL.search(value):
         return f"{_short(value)} contains control characters"
     return None
+
+
+def parse_trace_id(value: int | str) -> int:
+    """A trace id as an int, from an int or 32 hex digits as in a traceparent, not all zero
+    (`ValueError`; `TypeError` for another type)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"a trace id must be an int or 32 hex digits, not {type(value).__name__}")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if not _TRACE_HEX.fullmatch(text):
+            raise ValueError(f"invalid trace id {_short(value)}: use 32 hex digits, not all zero")
+        value = int(text, 16)
+    if not 0 < value < 1 << 128:
+        raise ValueError("invalid trace id: use 32 hex digits, not all zero (a non-zero 128-bit number)")
+    return value
 
 
 def level_error(value: object) -> str | None:

@@ -1,21 +1,9 @@
-"""Auto-instrumentation: `opentelemetry-instrument python -m app` runs `otel_session.configure()`.
+"""Auto-instrumentation: `opentelemetry-instrument python -m app` runs `configure()` from the
+environment, with one bridge handler that the app's own logging setup keeps (docs/library.md).
 
-`opentelemetry-instrument` puts a `sitecustomize` on `PYTHONPATH`; before the application's first
-line it loads one distro (`OTEL_PYTHON_DISTRO`, else the first `opentelemetry_distro` entry point
-installed), calls its `configure()`, then loads one configurator (`OTEL_PYTHON_CONFIGURATOR`, else
-the first `opentelemetry_configurator` entry point, with a warning for each other one), then every
-instrumentor through the distro. Both classes here are registered as `otel_session`:
-
-- `SessionDistro` sets `OTEL_PYTHON_CONFIGURATOR=otel_session` unless it is set, so the SDK's own
-  configurator from `opentelemetry-distro`, if that is installed too, does not build a second
-  pipeline; and it loads the `logging` instrumentor without its handler: `configure()` already put
-  the stdlib bridge handler on the root logger, and a second one would export every record twice.
-- `SessionConfigurator` calls `configure()` from the environment (`OTEL_SERVICE_NAME`,
-  `OTEL_LOGS_EXPORTER`, `OTEL_EXPORTER_OTLP_*`, `OTEL_SESSION_LOG_DIR`, `GLOBAL_LOG_LEVEL`).
-  Because that happens before the application sets up logging, it also keeps the application's
-  `logging.basicConfig()` working (it does nothing while the root logger has any handler) and keeps
-  `dictConfig()`/`fileConfig()` from removing the bridge handler, as the `logging`
-  instrumentation does for its own handler.
+`SessionDistro` names our configurator and loads the `logging` instrumentor without a second handler;
+`SessionConfigurator` calls `configure()` and keeps `basicConfig`/`dictConfig`/`fileConfig` from
+removing the bridge.
 """
 
 from __future__ import annotations
@@ -30,6 +18,8 @@ from typing import Any, TypeVar
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]  # an untyped module
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._configuration import _BaseConfigurator
+
+from otel_session._configure import configure
 
 NAME = "otel_session"  # the entry-point name of both classes (pyproject.toml)
 LOGGING_INSTRUMENTOR = "logging"  # opentelemetry-instrumentation-logging's entry-point name
@@ -56,8 +46,6 @@ class SessionConfigurator(_BaseConfigurator):
     """`otel_session.configure()` from the environment, once per process."""
 
     def _configure(self, **kwargs: Any) -> None:
-        from otel_session._configure import configure
-
         configure()
         _guard_bridge_handler()
 

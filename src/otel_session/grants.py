@@ -19,13 +19,24 @@ raise `ValueError`. Each create, revoke and expiry is written to the capped stre
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from otel_session import _grants
-from otel_session._grants import DEFAULT_TTL_S, MAX_TTL_S, Grant
+from otel_session._configure import configured
 from otel_session._validation import id_error
+from otel_session.live import store as _grants
+from otel_session.live.store import DEFAULT_SERVICE, DEFAULT_TTL_S, MAX_TTL_S, Grant
 
 __all__ = ["DEFAULT_TTL_S", "MAX_TTL_S", "Grant", "active", "audit", "grant", "revoke"]
+
+
+def service_name() -> str:
+    """The service this process logs as, else `OTEL_SERVICE_NAME`, else `otel-session-cli`: who the
+    audit says acted."""
+    telemetry = configured()
+    if telemetry is not None and telemetry.service_name and telemetry.service_name != "unknown_service":
+        return telemetry.service_name
+    return os.environ.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE
 
 
 def grant(
@@ -43,7 +54,7 @@ def grant(
     `by` defaults to the OS user name. Raises `ValueError` for bad input or an unreachable Redis."""
     new = _grants.new_grant(session_id, user_id, level, ttl_s, reason, by)
     with _grants.session_for(redis_url) as client:
-        _grants.create(client, new, _grants.service_name(), prefix=_grants.redis_prefix(prefix))
+        _grants.create(client, new, service_name(), prefix=_grants.redis_prefix(prefix))
     return new
 
 
@@ -72,7 +83,7 @@ def revoke(
             raise ValueError(f"{name} {problem}")
     actor = _grants.check_text("by", by or _grants.default_by(), empty_ok=False)
     with _grants.session_for(redis_url) as client:
-        return _grants.revoke_matching(client, _grants.service_name(), grant_id=grant_id, session_id=session_id,
+        return _grants.revoke_matching(client, service_name(), grant_id=grant_id, session_id=session_id,
                                        user_id=user_id, by=actor, prefix=_grants.redis_prefix(prefix))
 
 
@@ -80,7 +91,7 @@ def active(*, redis_url: str | None = None, prefix: str | None = None) -> list[G
     """The live grants, oldest first (expired ones are swept, and audited, first)."""
     resolved = _grants.redis_prefix(prefix)
     with _grants.session_for(redis_url) as client:
-        _grants.sweep(client, _grants.service_name(), prefix=resolved)
+        _grants.sweep(client, service_name(), prefix=resolved)
         return _grants.load_active(client, prefix=resolved)[1]
 
 
@@ -93,5 +104,5 @@ def audit(*, since_s: float | None = None, redis_url: str | None = None,
     since = _grants.check_since(since_s)
     resolved = _grants.redis_prefix(prefix)
     with _grants.session_for(redis_url) as client:
-        _grants.sweep(client, _grants.service_name(), prefix=resolved)  # an expiry nobody swept yet shows
+        _grants.sweep(client, service_name(), prefix=resolved)  # an expiry nobody swept yet shows
         return _grants.read_audit(client, since_s=since, prefix=resolved)

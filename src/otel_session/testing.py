@@ -1,24 +1,24 @@
-"""Pytest plugin (entry point `pytest11`): the `otel_logs` fixture over the SDK's in-memory exporter.
-
-Records come back as frozen `Record` snapshots, so what a test asserts is what was exported. Every
-test starts from the library's defaults (`otel_session.reset()`), as structlog's fixtures do.
+"""Testing helpers: `log_capture()` (behind the pytest fixture `otel_logs`) over the SDK's in-memory
+exporter. Records come back as frozen `Record` snapshots, so what a test asserts is what was exported;
+each capture starts and ends at the library's defaults (`reset()`), as structlog's `capture_logs` does.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
-from otel_session._capture import DEFAULT_LIMITS
-from otel_session._configure import Telemetry, configure
+from otel_session._capture_store import DEFAULT_LIMITS
+from otel_session._configure import Telemetry, configure, reset
+from otel_session._keys import SESSION_ID
 from otel_session._levels import parse_level
 from otel_session._record import Record, snapshot
 from otel_session._severity import severity_of
-from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE
+from otel_session._state import DEFAULT_BAGGAGE_KEYS
 
 
 class LogCapture:
@@ -42,7 +42,7 @@ class LogCapture:
         return [snapshot(r) for r in self.exporter.get_finished_logs()]
 
     def for_session(self, session_id: str) -> list[Record]:
-        return [r for r in self.records if r.attributes.get("session.id") == session_id]
+        return [r for r in self.records if r.attributes.get(SESSION_ID) == session_id]
 
     def messages(self, level: str | int | None = None) -> list[str]:
         """Messages at `level` and above (all when None), in order."""
@@ -53,13 +53,17 @@ class LogCapture:
         self.exporter.clear()
 
 
-@pytest.fixture
-def otel_logs() -> Iterator[LogCapture]:
+@contextmanager
+def log_capture() -> Iterator[LogCapture]:
+    """The records exported inside the block; the root logger's level and the library's settings are
+    put back afterwards."""
     root = logging.getLogger()
     level = root.level
-    STATE.reset()
+    reset()
     logs = LogCapture()
-    yield logs
-    logs.clear()
-    STATE.reset()
-    root.setLevel(level)
+    try:
+        yield logs
+    finally:
+        logs.clear()
+        reset()
+        root.setLevel(level)

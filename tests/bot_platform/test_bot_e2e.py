@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from bot.harness import process_env
+from bot.demo.harness import process_env
 from bot.rooms import canonical, room_hash
 from tests.helpers.support import wait_for
 

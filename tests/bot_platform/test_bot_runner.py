@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,10 +24,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot import rooms
-from bot.harness import Deployment, Service
+from bot.demo.harness import Deployment, Service
 from bot.launches import Launches
 from bot.models import Job
-from bot.settings import Settings
+from bot.settings import Settings, redis_url
 from tests.helpers.bot_platform import DRILL, DRILL_TOKEN, Platform, admin
 from tests.helpers.support import ROOT, TcpProxy, otlp_records, wait_for
 
@@ -256,7 +255,7 @@ def test_a_session_ends_after_the_maximum_session_length(rig):
 
 @pytest.fixture
 def proxy() -> Iterator[TcpProxy]:
-    port = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")).port or 6379
+    port = urlsplit(redis_url()).port or 6379
     with TcpProxy(port) as p:
         yield p
 

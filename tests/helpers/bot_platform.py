@@ -1,9 +1,8 @@
-"""The bot platform for tests: the demo's deployment (`bot.harness`) with fast knobs and test helpers."""
+"""The bot platform for tests: the demo's deployment (`bot.demo.harness`) with fast knobs and test helpers."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,11 +12,12 @@ import httpx
 import redis.asyncio as aioredis
 
 from bot import rooms
-from bot.harness import Deployment, Service, wait_for
+from bot.demo.harness import Deployment, Service, wait_for
 from bot.keys import Keys
+from bot.settings import redis_url
 from tests.helpers.support import otlp_records
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = redis_url()
 
 # Faults show within seconds: a bot renews every 0.3 s and stops itself after ~1.5 s without Redis;
 # a stopped service drains for 1 s.

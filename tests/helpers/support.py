@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.harness import free_port  # noqa: F401 - one definition, re-exported for the tests
+from bot.demo.harness import free_port  # noqa: F401 - one definition, re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from opentelemetry import trace
 
 import otel_session
 from otel_session import BufferSettings, OtlpJsonFileExporter, capture, session
-from otel_session._buffer import HELD_OVERHEAD, TraceBuffer
+from otel_session._buffer import BUFFERED_OVERHEAD, TraceBuffer
 from otel_session._state import STATE
 from tests.helpers.support import otlp_records
 
@@ -70,7 +70,7 @@ def test_a_failing_trace_exports_its_held_records_first_in_order_then_the_error(
     assert "otel_session.buffered" not in by_message["it broke"]["attrs"]
     assert "otel_session.buffered" not in by_message["after the error"]["attrs"]  # exported directly
     stats = wire.telemetry.stats()
-    assert (stats.flushed, stats.flushes, stats.held) == (2, 1, 0)
+    assert (stats.flushed, stats.flushes, stats.buffered) == (2, 1, 0)
 
 
 def test_the_export_order_is_held_records_then_the_trigger(wire, tmp_path):
@@ -99,24 +99,24 @@ def test_a_trace_that_does_not_fail_exports_nothing_held_and_its_records_are_dro
     assert not wire.messages(ok)
     assert wire.messages() == ["held later", "late failure"]  # `held` outlived the TTL
     stats = wire.telemetry.stats()
-    assert stats.dropped == 2 and stats.held == 0 and stats.flushed == 1
+    assert stats.dropped == 2 and stats.buffered == 0 and stats.flushed == 1
 
 
 def test_ttl_expiry_happens_without_new_records(wire):
     wire.configure(buffer_ttl_s=0.2)
     with tracer.start_as_current_span("quiet"):
         log.debug("held once")
-    assert wire.telemetry.stats().held == 1
+    assert wire.telemetry.stats().buffered == 1
     time.sleep(0.3)
-    assert wire.telemetry.stats().held == 0 and wire.telemetry.stats().dropped == 1
+    assert wire.telemetry.stats().buffered == 0 and wire.telemetry.stats().dropped == 1
 
 
 def test_the_oldest_held_records_are_evicted_over_max_bytes_and_the_flush_says_how_many(wire):
-    wire.configure(buffer_max_bytes=20 * (HELD_OVERHEAD + 200))
+    wire.configure(buffer_max_bytes=20 * (BUFFERED_OVERHEAD + 200))
     with session(session_id="s-evict"), tracer.start_as_current_span("big"):
         for i in range(100):
             log.debug("record %03d %s", i, "x" * 100)
-        assert wire.telemetry.stats().held_bytes <= 20 * (HELD_OVERHEAD + 200)
+        assert wire.telemetry.stats().buffered_bytes <= 20 * (BUFFERED_OVERHEAD + 200)
         log.error("after many")
     messages = wire.messages()
     kept = [m for m in messages if m.startswith("record")]
@@ -137,13 +137,13 @@ def held_in_a_trace(name: str, count: int) -> int:
 
 
 def test_eviction_is_oldest_first_across_traces(wire):
-    wire.configure(buffer_max_bytes=10 * (HELD_OVERHEAD + 100))
+    wire.configure(buffer_max_bytes=10 * (BUFFERED_OVERHEAD + 100))
     old = held_in_a_trace("old", 8)
     with tracer.start_as_current_span("new"):
         for i in range(8):
             log.debug("new %d", i)
         log.error("new failed")
-    assert otel_session.flush(old) < 8  # the old trace lost its oldest records first
+    assert otel_session.flush_buffer(old) < 8  # the old trace lost its oldest records first
     assert [m for m in wire.messages() if m.startswith("new ") and m != "new failed"] == [f"new {i}" for i in range(8)]
 
 
@@ -171,7 +171,7 @@ def test_cancellation_is_not_a_failure(wire):
             await task
 
     asyncio.run(main())
-    assert wire.messages() == [] and wire.telemetry.stats().held == 1
+    assert wire.messages() == [] and wire.telemetry.stats().buffered == 1
 
 
 def test_flush_on_demand_by_current_trace_hex_or_int(wire):
@@ -181,32 +181,40 @@ def test_flush_on_demand_by_current_trace_hex_or_int(wire):
             ids.append(trace_id())
             log.debug("held in %s", name)
     with trace.use_span(trace.NonRecordingSpan(trace.SpanContext(ids[0], 1, False))):
-        assert otel_session.flush() == 1
-    assert otel_session.flush(format(ids[1], "032x")) == 1
-    assert otel_session.flush(ids[2]) == 1
-    assert otel_session.flush(ids[2]) == 0  # nothing left
+        assert otel_session.flush_buffer() == 1
+    assert otel_session.flush_buffer(format(ids[1], "032x")) == 1
+    assert otel_session.flush_buffer(ids[2]) == 1
+    assert otel_session.flush_buffer(ids[2]) == 0  # nothing left
     assert wire.messages() == ["held in a", "held in b", "held in c"]
 
 
 @pytest.mark.parametrize("bad", ["xyz", "0" * 32, "1" * 31, -1, 0, 1 << 128])
 def test_flush_rejects_bad_trace_ids(wire, bad):
-    with pytest.raises(ValueError, match="trace_id"):
-        otel_session.flush(bad)
+    with pytest.raises(ValueError, match="invalid trace id"):
+        otel_session.flush_buffer(bad)
+
+
+def test_the_old_name_flush_still_works_and_warns(wire):
+    with tracer.start_as_current_span("old"):
+        log.debug("buffered")
+        with pytest.warns(DeprecationWarning, match="flush_buffer"):
+            assert otel_session.flush() == 1
+    assert wire.messages() == ["buffered"]
 
 
 def test_flush_rejects_other_types(wire):
     with pytest.raises(TypeError):
-        otel_session.flush(1.5)  # type: ignore[arg-type]
+        otel_session.flush_buffer(1.5)  # type: ignore[arg-type]
 
 
 def test_a_record_with_no_trace_is_held_under_its_session_and_one_with_neither_is_not_created(wire):
     with session(session_id="s-notrace"):
         log.debug("held under the session")
-        assert otel_session.flush() == 1
+        assert otel_session.flush_buffer() == 1
     assert not log.isEnabledFor(logging.DEBUG)  # no trace, no session: nothing to hold it under
     log.debug("nowhere")
     assert wire.messages() == ["held under the session"]
-    assert wire.telemetry.stats().held == 0
+    assert wire.telemetry.stats().buffered == 0
 
 
 def test_buffering_is_off_by_default_and_creates_nothing(otel_logs):
@@ -221,7 +229,7 @@ def test_buffering_is_off_by_default_and_creates_nothing(otel_logs):
 def test_a_context_at_debug_exports_directly_and_holds_nothing(wire):
     with session(session_id="s-debug", log_level="DEBUG"), tracer.start_as_current_span("direct"):
         log.debug("exported")
-    assert wire.messages() == ["exported"] and wire.telemetry.stats().held == 0
+    assert wire.messages() == ["exported"] and wire.telemetry.stats().buffered == 0
 
 
 def test_captures_keep_what_their_own_level_asks_with_buffering_on(wire):
@@ -231,7 +239,7 @@ def test_captures_keep_what_their_own_level_asks_with_buffering_on(wire):
         log.info("summary")
     assert [r.message for r in info.records] == ["summary"]
     assert [r.message for r in debug.records] == ["detail", "summary"]
-    assert wire.messages() == ["summary"] and wire.telemetry.stats().held == 1
+    assert wire.messages() == ["summary"] and wire.telemetry.stats().buffered == 1
 
 
 def test_a_logger_with_its_own_level_is_not_lowered(wire):
@@ -271,7 +279,7 @@ def test_many_asyncio_traces_at_once_flush_exactly_the_failing_ones(wire):
     for n in failing:
         mine = [r["message"] for r in records if r["trace_id"] == format(ids[n], "032x")]
         assert mine == [f"session {n} step {s}" for s in range(3)] + [f"session {n} failed"]
-    assert wire.telemetry.stats().held == 190 * 3
+    assert wire.telemetry.stats().buffered == 190 * 3
 
 
 def test_threads_each_in_their_own_trace(wire):
@@ -303,7 +311,7 @@ def test_turning_buffering_off_forgets_what_is_held(wire):
         tid = trace_id()
         log.debug("held")
     wire.configure(buffer_level="OFF")
-    assert otel_session.flush(tid) == 0 and wire.messages() == []
+    assert otel_session.flush_buffer(tid) == 0 and wire.messages() == []
     with tracer.start_as_current_span("now off"):
         assert not log.isEnabledFor(logging.DEBUG)
 
@@ -347,41 +355,41 @@ def test_a_forked_child_holds_none_of_its_parents_records(wire, tmp_path):
         if pid == 0:
             code = 3
             try:
-                code = 0 if otel_session.flush() == 0 and STATE.buffer.stats().held == 0 else 4
+                code = 0 if otel_session.flush_buffer() == 0 and STATE.buffer.stats().buffered == 0 else 4
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert otel_session.flush() == 1
+        assert otel_session.flush_buffer() == 1
 
 
 def test_the_held_size_estimate_matches_what_a_held_record_really_costs(wire):
-    """`HELD_OVERHEAD` is measured, not guessed: the estimate stays within 25 % of tracemalloc's."""
+    """`BUFFERED_OVERHEAD` is measured, not guessed: the estimate stays within 25 % of tracemalloc's."""
     buffer: TraceBuffer = STATE.buffer
     with session(session_id="s-size", user_id="u-size"), tracer.start_as_current_span("size"):
         log.debug("warm up %s", "y" * 50)
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
-        start_bytes = buffer.stats().held_bytes
+        start_bytes = buffer.stats().buffered_bytes
         for i in range(2000):
             log.debug("record %d %s", i, "y" * 50)
         gc.collect()
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
-        estimated = buffer.stats().held_bytes - start_bytes
+        estimated = buffer.stats().buffered_bytes - start_bytes
     real = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert 0.75 < estimated / real < 1.25, (estimated / 2000, real / 2000)
 
 
 def test_a_trace_that_lost_every_held_record_still_says_how_many_when_it_fails(wire):
-    wire.configure(buffer_max_bytes=10 * (HELD_OVERHEAD + 100))
+    wire.configure(buffer_max_bytes=10 * (BUFFERED_OVERHEAD + 100))
     with session(session_id="s-gone"):
         gone = held_in_a_trace("gone", 3)
     held_in_a_trace("newer", 12)  # pushes it out
-    assert otel_session.flush(gone) == 0
+    assert otel_session.flush_buffer(gone) == 0
     (notice,) = [r for r in wire.records() if r["trace_id"] == format(gone, "032x")]
-    assert "3 held record(s) of this trace were evicted" in notice["message"]
+    assert "3 buffered record(s) of this trace were evicted" in notice["message"]
     assert int(notice["attrs"]["otel_session.evicted"]) == 3 and notice["attrs"]["session.id"] == "s-gone"
 
 
@@ -389,15 +397,15 @@ def test_the_notes_of_traces_that_lost_everything_are_bounded(wire, monkeypatch)
     from otel_session import _buffer
 
     monkeypatch.setattr(_buffer, "MAX_LOST_TRACES", 5)
-    wire.configure(buffer_max_bytes=2 * (HELD_OVERHEAD + 100))
+    wire.configure(buffer_max_bytes=2 * (BUFFERED_OVERHEAD + 100))
     ids = []
     for n in range(20):  # each trace's one record pushes out an earlier trace's only record
         with tracer.start_as_current_span(f"t{n}"):
             ids.append(trace_id())
             log.debug("only %d", n)
     assert len(STATE.buffer._traces) <= 5 + 2 and len(STATE.buffer._lost_only) == 5
-    assert otel_session.flush(ids[0]) == 0 and not wire.records()  # forgotten: no notice
-    otel_session.flush(ids[16])  # among the 5 kept: a notice
+    assert otel_session.flush_buffer(ids[0]) == 0 and not wire.records()  # forgotten: no notice
+    otel_session.flush_buffer(ids[16])  # among the 5 kept: a notice
     assert [int(r["attrs"]["otel_session.evicted"]) for r in wire.records()] == [1]
 
 
@@ -419,7 +427,7 @@ def test_a_record_is_flushed_through_the_processor_that_held_it(wire):
             context=get_current(), body="held by the other pipeline", severity_number=SeverityNumber.DEBUG,
             severity_text="DEBUG"))
         log.debug("held by ours")
-        assert otel_session.flush() == 2
+        assert otel_session.flush_buffer() == 2
     assert [r.log_record.body for r in other.get_finished_logs()] == ["held by the other pipeline"]
     assert wire.messages() == ["held by ours"]
 

@@ -242,3 +242,44 @@ def test_a_captures_bytes_are_the_real_size_of_what_it_holds(otel_logs):
     for kept in (cap, redacted):
         assert kept.size == sum(record_size(r) for r in kept.records) > 0
     assert redacted.records[0].attributes["session.id"] != "secret-42"
+
+
+def test_a_debug_grant_changes_what_is_exported_never_what_a_capture_shows(otel_logs):
+    """An operator's grant for session `s` exports its DEBUG records; the capture without a level (the
+    session's own export level) keeps what it kept before, so no DEBUG line reaches the user's citation."""
+    import otel_session
+    from otel_session._grant_table import NO_GRANTS, GrantTable
+    from otel_session._state import STATE
+
+    log = logging.getLogger("tests.capture.grant")
+    STATE.set_grants(GrantTable(by_session={"s-granted": (logging.DEBUG, "g-1")}))
+    try:
+        with otel_session.session(session_id="s-granted", log_level="INFO"), otel_session.capture() as run:
+            log.debug("for the operator")
+            log.info("for the user")
+    finally:
+        STATE.set_grants(NO_GRANTS)
+    assert [r.message for r in run.records] == ["for the user"]
+    assert "for the operator" not in run.render()
+    assert otel_logs.messages() == ["for the operator", "for the user"]
+
+
+def test_a_context_kept_alive_after_its_capture_closed_no_longer_arms_the_gate(otel_logs):
+    """A record queued for export keeps its Context (SDK 1.42's batch queue does): once the capture
+    closed, that context asks for nothing, so a disabled call elsewhere costs what it costs without us."""
+    from opentelemetry import context
+
+    import otel_session
+    from otel_session._state import STATE
+
+    kept = []
+    with otel_session.session(session_id="s-kept"), otel_session.capture(level="DEBUG"):
+        logging.getLogger("tests.capture.kept").debug("kept by the capture")
+        kept.append(context.get_current())  # what a queued record holds
+        assert STATE.asking.armed
+    assert not STATE.asking.armed
+    with otel_session.session(session_id="s-asks", log_level="DEBUG"), otel_session.capture(level="DEBUG"):
+        kept.append(context.get_current())
+    assert STATE.asking.armed  # its export level still asks, as long as the context lives
+    kept.clear()
+    assert not STATE.asking.armed

@@ -2,7 +2,8 @@ import logging
 
 import pytest
 
-from otel_session import INHERIT, parse_level, resolve_level
+from manifold.openai_responses_manifold import INHERIT, resolve_level
+from otel_session import parse_level
 from otel_session._severity import severity_of
 
 

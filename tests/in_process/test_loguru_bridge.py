@@ -69,7 +69,7 @@ def test_levels_map_one_to_one_and_keep_loguru_names(otel_logs):
     }
 
 
-def test_the_stdlib_record_has_the_loguru_call_site_time_and_level():
+def test_the_stdlib_record_has_the_loguru_call_site_time_and_level(otel_logs):
     seen: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):

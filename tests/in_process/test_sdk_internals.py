@@ -98,7 +98,11 @@ def test_the_stdlib_logger_internals_we_use():
     assert logging.INFO not in logger._cache
     assert isinstance(logging.Logger.manager.disable, int)
     assert logging.Logger.manager.loggerDict["tests.internals.child"] is logger
-    assert logging.Logger.isEnabledFor is _stdlib.is_enabled_for or not _stdlib.STATE.telemetry
+    original = logging.Logger.isEnabledFor
+    _stdlib.install()
+    assert logging.Logger.isEnabledFor is _stdlib.is_enabled_for
+    _stdlib.uninstall()
+    assert logging.Logger.isEnabledFor is original is _stdlib._stdlib_is_enabled_for
     logging.getLogger("tests.internals").setLevel(logging.NOTSET)
     # `_stdlib.call_handlers` (held records to our handler alone) replaces the method `Logger.handle` calls
     import inspect
@@ -125,3 +129,28 @@ def test_a_derived_record_keeps_the_templates_time_trace_and_scope_and_leaves_it
     assert template.log_record.body == "held" and dict(template.log_record.attributes)["big"] == "x" * 10
     (encoded,) = encode_logs([derived]).resource_logs[0].scope_logs[0].log_records  # the exporters' encoder
     assert encoded.body.string_value == "notice" and encoded.time_unix_nano == 123
+
+
+def test_the_logging_handler_parts_the_bridge_reuses():
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    from otel_session._handler import BridgeHandler
+
+    provider = LoggerProvider()
+    guard, translate, found = _sdk.logging_handler_parts(LoggingHandler(logger_provider=provider))
+    assert found is provider and guard.get() is False
+    token = guard.set(True)
+    guard.reset(token)
+    record = logging.LogRecord("tests.internals", logging.WARNING, __file__, 1, "hello %s", ("there",), None)
+    assert translate(record).body == "hello there"
+    assert BridgeHandler(provider)._provider is provider
+
+
+def test_an_unknown_logging_handler_shape_is_refused_by_name():
+    import pytest
+
+    class Other:
+        _logger_provider = object()
+
+    with pytest.raises(TypeError, match="LoggingHandler has an unknown shape"):
+        _sdk.logging_handler_parts(Other())

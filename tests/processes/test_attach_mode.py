@@ -68,5 +68,5 @@ def test_a_failing_run_flushes_its_held_debug_records_to_the_hosts_exporters_onc
     simple = [r["body"] for r in report["simple"] if r["session"] == "fails"]
     assert simple == ["fails: request body keys", "fails: streaming started", "fails: upstream stream broke"]
     assert "flushed=3" in report["stats"] and "flushes=2" in report["stats"]  # and the chat's DEBUG, captured
-    assert "held=2" in report["stats"]  # the fine run's and the chat's: held until the TTL drops them
+    assert "buffered=2" in report["stats"]  # the fine run's and the chat's: buffered until the TTL drops them
     assert not any(line.startswith("DEBUG") for line in report["console"])  # the host's console: as before

@@ -17,7 +17,7 @@ from opentelemetry import trace
 
 import otel_session
 from otel_session import OtlpJsonFileExporter, session
-from otel_session._flush_signal import STREAM, parse_key, wire_key
+from otel_session.live.signals import STREAM, parse_key, wire_key
 from tests.helpers.bot_platform import REDIS_URL
 from tests.helpers.support import ROOT, TcpProxy, otlp_records, wait_for
 
@@ -135,7 +135,7 @@ def test_200_concurrent_sessions_across_two_processes_flush_exactly_the_10_that_
         telemetry.force_flush()
         here = otlp_records(tmp_path / "here")
         assert {r["trace_id"] for r in here} == failing and len(here) == 10
-        assert telemetry.stats().held == 190
+        assert telemetry.stats().buffered == 190
     finally:
         worker.close()
     there = [r for r in worker.records() if r["level"] == "DEBUG"]
@@ -216,5 +216,5 @@ def test_a_flush_that_raises_in_the_watcher_does_not_stop_it(otel_logs, tmp_path
     wait_for(lambda: calls, 2.5, interval=0.05, what="the first remote flush")
     client.xadd(prefix + STREAM, {"key": wire_key(second), "origin": "elsewhere"})
     wait_for(lambda: telemetry.stats().flushed == 1, 2.5, interval=0.05, what="the watcher to go on")
-    assert STATE.grant_watcher is not None and STATE.grant_watcher.errors == 1
+    assert STATE.live is not None and STATE.live.watcher.errors == 1
     client.close()

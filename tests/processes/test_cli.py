@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from otel_session._cli import main, min_severity, parse_count, parse_since, parse_trace_id
+from otel_session._cli import main, min_severity, parse_count, parse_since, trace_hex
 from otel_session.log_reader import LogFilter, read_logs, read_records
 from tests.helpers.support import ROOT, wait_for
 
@@ -453,13 +453,13 @@ def test_parse_since_and_trace_and_count():
     assert parse_since("250ms", now) == now - 250_000_000
     assert parse_since("2026-11-23T10:00:00.000001Z") == parse_since("2026-11-23T11:00:00.000001+01:00") == (
         1_795_428_000_000_001_000)
-    assert parse_trace_id(" 0AF7651916CD43DD8448EB211C80319C ") == "0af7651916cd43dd8448eb211c80319c"
+    assert trace_hex(" 0AF7651916CD43DD8448EB211C80319C ") == "0af7651916cd43dd8448eb211c80319c"
     assert (parse_count("0"), parse_count("12")) == (0, 12)
     for bad in ("", "soon", "10 minutes ago"):
         with pytest.raises(ValueError, match="invalid time"):
             parse_since(bad, now)
     for bad in ("0af7", "g" * 32, "0" * 32):
         with pytest.raises(ValueError, match="invalid trace id"):
-            parse_trace_id(bad)
+            trace_hex(bad)
     with pytest.raises(ValueError, match="invalid count"):
         parse_count("-1")

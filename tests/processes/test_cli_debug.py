@@ -17,7 +17,7 @@ import redis
 
 from otel_session import grants
 from otel_session._cli import parse_duration
-from otel_session._grants import AUDIT, GRANTS, VERSION
+from otel_session.live.store import AUDIT, GRANTS, VERSION
 from tests.helpers.support import ROOT
 
 pytestmark = [pytest.mark.redis, pytest.mark.latest_only]  # and the folder's (tests/conftest.py)

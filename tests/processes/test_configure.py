@@ -78,8 +78,7 @@ def test_unknown_exporters_and_bad_limits_are_refused_before_anything_changes(ot
     assert otel_logs.telemetry.processor.inner is before
 
 
-def test_the_first_configure_takes_its_default_level_from_global_log_level(tmp_path):
-    script = """
+_DEFAULT_LEVEL_SCRIPT = """
 import logging, otel_session
 otel_session.configure(exporter="memory")
 first = logging.getLogger().level
@@ -87,9 +86,24 @@ logging.getLogger().setLevel(logging.WARNING)  # the app's own configuration, af
 otel_session.configure(exporter="memory")  # a later call (a reloaded plugin) leaves it alone
 print(first, logging.getLogger().level)
 """
-    env = {**os.environ, "GLOBAL_LOG_LEVEL": "ERROR"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == [str(logging.ERROR), str(logging.WARNING)]
+
+
+@pytest.mark.parametrize(("env", "first"), [
+    ({"OTEL_PYTHON_LOG_LEVEL": "error"}, logging.ERROR),  # the logging instrumentation's variable
+    ({}, logging.INFO),
+    ({"GLOBAL_LOG_LEVEL": "ERROR"}, logging.INFO),  # Open WebUI's word: the manifold's and the bot's, not ours
+])
+def test_the_first_configure_takes_its_default_level_from_otel_python_log_level(env, first):
+    env = {**{k: v for k, v in os.environ.items() if k not in ("OTEL_PYTHON_LOG_LEVEL", "GLOBAL_LOG_LEVEL")}, **env}
+    out = subprocess.run([sys.executable, "-c", _DEFAULT_LEVEL_SCRIPT], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == [str(first), str(logging.WARNING)]
+
+
+def test_a_bad_otel_python_log_level_is_refused_by_name():
+    env = {**os.environ, "OTEL_PYTHON_LOG_LEVEL": "loud"}
+    out = subprocess.run([sys.executable, "-c", _DEFAULT_LEVEL_SCRIPT], env=env, capture_output=True, text=True)
+    assert out.returncode == 1 and "OTEL_PYTHON_LOG_LEVEL='loud': invalid log level" in out.stderr
 
 
 def test_a_session_level_exports_below_the_apps_level(otel_logs):

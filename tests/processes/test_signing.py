@@ -18,9 +18,9 @@ from opentelemetry import baggage, context, propagate
 from opentelemetry.context import Context
 
 from otel_session import _signing, attach, current, extract_env, extract_headers, inject_env, inject_headers, session
+from otel_session._keys import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID
 from otel_session._signing import canonical, sign, verify
 from otel_session._state import STATE
-from otel_session._validation import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID
 
 KEY = "k3y-for-tests-0123456789abcdef0123456789"
 OTHER_KEY = "another-key-0123456789abcdef0123456789ab"

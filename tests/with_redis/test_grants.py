@@ -1,4 +1,4 @@
-"""The debug-grant store (`otel_session.grants` over `otel_session._grants`) against the real Redis:
+"""The debug-grant store (`otel_session.grants` over `otel_session.live.store`) against the real Redis:
 the layout the watchers read, the version counter, expiry swept and audited exactly once, the audit
 stream and the WARNING records, and every bad input as a `ValueError`. Each test works behind its
 own key prefix and deletes it afterwards."""
@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import redis
 
-from otel_session import _grants, grants
-from otel_session._grants import AUDIT, GRANTS, USED, VERSION, Grant
+from otel_session import grants
+from otel_session.live import store as _grants
+from otel_session.live.store import AUDIT, GRANTS, USED, VERSION, Grant
 
 REDIS_URL = "redis://127.0.0.1:6379"
 DOWN_URL = "redis://:hunter2@127.0.0.1:1"
@@ -95,7 +96,7 @@ def test_a_grant_is_stored_in_the_layout_the_watchers_read(client: Any, prefix: 
     (entry,) = stream(client, prefix)
     assert entry["event"] == "created" and entry["grant_id"] == made.id and entry["session_id"] == "s-42"
     assert entry["user_id"] == "" and entry["level"] == "DEBUG" and entry["reason"] == "ticket 123"
-    assert entry["by"] == "ada" and entry["service"] == _grants.service_name()
+    assert entry["by"] == "ada" and entry["service"] == grants.service_name()
     assert float(entry["at"]) == pytest.approx(time.time(), abs=5)
     assert grants.active(prefix=prefix) == [made]
 
@@ -275,14 +276,14 @@ def test_each_change_is_a_warning_record_saying_who_why_what_and_until(prefix: s
     assert created.name == "otel_session.audit"
     text = created.getMessage()
     until = _grants.iso(made.expires_at)
-    for part in (made.id, "ada", "ticket 123", "session s-42", "DEBUG", until, _grants.service_name()):
+    for part in (made.id, "ada", "ticket 123", "session s-42", "DEBUG", until, grants.service_name()):
         assert part in text, (part, text)
     assert "bob" in revoked.getMessage() and "revoked" in revoked.getMessage()
     attrs = vars(created)
     assert attrs["otel_session.grant_id"] == made.id and attrs["otel_session.grant.session_id"] == "s-42"
     assert attrs["otel_session.grant.level"] == "DEBUG" and attrs["otel_session.grant.reason"] == "ticket 123"
     assert attrs["otel_session.grant.by"] == "ada" and attrs["otel_session.grant.expires_at"] == made.expires_at
-    assert attrs["otel_session.service"] == _grants.service_name()
+    assert attrs["otel_session.service"] == grants.service_name()
     assert "otel_session.grant.user_id" not in attrs  # no None attribute values
     assert vars(revoked)["otel_session.audit.by"] == "bob"
 
@@ -293,7 +294,7 @@ def test_the_warning_record_is_exported_at_the_default_level(prefix: str, otel_l
     assert record.level == "WARN" or record.level.startswith("WARN")
     assert record.attributes["otel_session.grant_id"] == made.id
     assert record.attributes["otel_session.grant.user_id"] == "u-7"
-    assert record.attributes["otel_session.service"] == otel_logs.telemetry.service_name == _grants.service_name()
+    assert record.attributes["otel_session.service"] == otel_logs.telemetry.service_name == grants.service_name()
 
 
 # --- bad input ---------------------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ import pytest
 import redis
 
 from otel_session import session
-from otel_session._grants import GRANTS, VERSION, Grant
-from otel_session._grants_watch import GrantTable, table_of
+from otel_session._grant_table import GrantTable
 from otel_session._state import STATE
+from otel_session.live.store import GRANTS, VERSION, Grant
+from otel_session.live.watcher import table_of
 from tests.helpers.bot_platform import REDIS_URL
 from tests.helpers.support import TcpProxy, wait_for
 
@@ -92,7 +93,7 @@ def test_a_grant_expires_by_its_own_clock_even_with_redis_gone(otel_logs, store,
 def test_configure_with_an_unreachable_redis_succeeds_and_warns_once(otel_logs, store):
     otel_logs.configure(redis_url="redis://127.0.0.1:1/0")
     time.sleep(1.5)  # three polls
-    assert STATE.grant_watcher is not None
+    assert STATE.live is not None
     warnings = [r for r in otel_logs.records if "Debug grants: Redis" in r.message]
     assert len(warnings) == 1 and warnings[0].severity_number == 13  # WARN
 
@@ -140,7 +141,7 @@ def test_a_forked_worker_honours_grants_made_after_the_fork(otel_logs, store, tm
             while time.monotonic() < deadline and not _debug_seen(otel_logs, "s-forked", f"child {time.monotonic()}"):
                 time.sleep(0.1)
             seen = [m for m in otel_logs.messages() if m.startswith("child")]
-            result.write_text(f"{STATE.grant_watcher is not None} {bool(seen)} {os.getpid()}")
+            result.write_text(f"{STATE.live is not None} {bool(seen)} {os.getpid()}")
             code = 0
         finally:
             os._exit(code)

@@ -1,8 +1,7 @@
 """A cold bot (`python -m bot.runner --job`): one session from the environment the operator gave it, then exit.
 
-It takes the lock for its own attempt like a warm runner does (`take(kind="cold")`): a cold bot
-whose attempt was given up on, or whose launch ended or left meanwhile, exits 0 without starting.
-Exit 2: its environment is missing or invalid. SIGTERM drains it like a warm runner.
+Exit 0: it ran, or it was not to start (its attempt was given up on, its launch ended or left);
+1: Redis unavailable at start; 2: its environment is missing or invalid. SIGTERM drains it.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ from collections.abc import Mapping
 from opentelemetry.context import Context
 from pydantic import ValidationError
 
-from bot.bot_session import REDIS_ERRORS, Manifold, Runner, session_of
+from bot.http import validation_errors
 from bot.keys import Keys
 from bot.models import StartRequest
-from bot.runner_app import validation_errors
+from bot.runner.session import REDIS_ERRORS, BotSessions, Manifold, session_of
 from bot.service import loguru_console, redis_client, setup_telemetry
 from bot.settings import Settings
 from otel_session import attach, extract_env
@@ -44,7 +43,7 @@ def job_from_env(env: Mapping[str, str]) -> StartRequest:
         return StartRequest.model_validate({field: env[name] for name, field in FIELDS.items() if env.get(name)})
     except ValidationError as exc:
         problems = [f"{NAMES.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '?'}: {e['msg']}"
-                    for e in validation_errors(exc)]
+                    for e in validation_errors(exc.errors())]
         raise ValueError("; ".join(problems)) from None
 
 
@@ -73,20 +72,20 @@ async def _run(settings: Settings | None, env: Mapping[str, str]) -> int:
 
 async def _run_bot(settings: Settings, env: Mapping[str, str], job: StartRequest, ctx: Context) -> int:
     importlib.import_module("bot.pipeline")  # before the bot starts: the import blocks the loop for a second
-    runner = Runner(redis_client(settings), Keys(env.get("BOT_KEY_PREFIX", "")), settings,
-                    manifold=Manifold(env.get("MANIFOLD_URL", ""), env.get("MANIFOLD_MODEL") or Manifold.model),
-                    cold=True)
+    bots = BotSessions(redis_client(settings), Keys(env.get("BOT_KEY_PREFIX", "")), settings,
+                       manifold=Manifold(env.get("MANIFOLD_URL", ""), env.get("MANIFOLD_MODEL") or Manifold.model),
+                       cold=True)
     try:
         loop = asyncio.get_running_loop()
         stopping: list[asyncio.Task[None]] = []
 
         def on_signal() -> None:  # the first drains, a second stops at once
-            stopping.append(loop.create_task(runner.close("stopped") if stopping else runner.drain()))
+            stopping.append(loop.create_task(bots.close("stopped") if stopping else bots.drain()))
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
         try:
-            outcome, bot = await runner.start(job, ctx)
+            outcome, bot = await bots.start(job, ctx)
         except REDIS_ERRORS as exc:
             logger.error("Cold bot cannot start: Redis unavailable (%s: %s)", type(exc).__name__, exc)
             return 1
@@ -97,4 +96,4 @@ async def _run_bot(settings: Settings, env: Mapping[str, str], job: StartRequest
             await bot.task
         return 0
     finally:
-        await runner.redis.aclose()
+        await bots.redis.aclose()

@@ -1,14 +1,7 @@
 """`python -m bot.demo` (`make demo`): the whole platform on this machine, three joins, one session's logs per service.
 
-Starts the manifold host, a warm runner (two slots), the operator and the gateway as subprocesses on
-free loopback ports against `REDIS_URL`, all at INFO with DEBUG records held per trace
-(`OTEL_SESSION_BUFFER_LEVEL=DEBUG`); submits three joins — two land on the warm runner, the third
-finds the pool dry and gets a cold bot; each bot asks the manifold one question. Midway it turns
-DEBUG on for one live session (a debug grant), then makes another session's bot fail on purpose (its
-held DEBUG records are flushed in every service). Then it ends the sessions, stops everything (each
-service flushes its logs), and prints per session what every service logged, the trace id, the
-manifold's "Logs" citation, and the `otel-session logs` command to see it all.
-Every process and every Redis key it made is cleaned up on exit, Ctrl-C included.
+Midway it grants DEBUG for one live session and makes another's bot fail (its held DEBUG records are
+flushed everywhere); then it prints what each service logged per session. It cleans up on exit, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -28,8 +21,9 @@ from typing import Any
 import httpx
 import redis
 
-from bot.harness import Deployment, wait_for
-from bot.service import DEFAULT_REDIS_URL
+from bot.demo.harness import Deployment, wait_for
+from bot.settings import DEFAULT_REDIS_URL
+from bot.settings import redis_url as default_redis_url
 from otel_session import grants
 
 SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
@@ -213,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bot.demo",
         description="Start the bot/ and manifold/ services of this checkout and run three demo sessions.")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
+    parser.add_argument("--redis-url", default=default_redis_url(),
                         help=f"Redis to use (default: $REDIS_URL, else {DEFAULT_REDIS_URL})")
     parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
                         help="where the services write their OTLP-JSON logs (default: a new temporary directory)")

@@ -1,12 +1,5 @@
-"""Flushes across processes: a trace that fails in one process is flushed in every other one.
-
-A flush here is queued for the Redis watcher thread (the logging path never talks to Redis), which
-appends it to the capped stream `otel_session:flushes`; every watcher reads the stream on each poll
-and flushes the traces other processes named. A stream rather than pub/sub: a process whose
-connection dropped for a moment reads what it missed. With Redis away, local flushes have happened
-already and the signals wait; one older than the buffer's TTL is counted lost (the other processes
-have dropped those records by then). Never raised into anything but the watcher's own loop.
-"""
+"""Buffer flushes across processes: a trace that fails in one process is flushed in every other one,
+through the capped Redis stream `otel_session:flushes` (docs/debug-buffer.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +9,7 @@ from collections import deque
 from typing import Any
 
 from otel_session._buffer import Key, TraceBuffer
-from otel_session._flush import trace_key
+from otel_session._validation import parse_trace_id
 
 STREAM = "otel_session:flushes"
 MAXLEN = 10_000
@@ -32,7 +25,7 @@ def parse_key(text: object) -> Key | None:
         return None
     if text.startswith("trace:"):
         try:
-            return trace_key(text[6:])
+            return parse_trace_id(text[6:])
         except ValueError:
             return None
     return text if text.startswith("session:") and len(text) > 8 else None

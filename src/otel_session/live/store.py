@@ -1,30 +1,8 @@
-"""The debug-grant store: live grants in Redis, their validation and their audit trail.
+"""The debug-grant store: grants in Redis, validated, changed atomically, and audited.
 
-Layout (every key behind an optional prefix, `prefix + name`; the prefix is the `prefix` argument,
-else `OTEL_SESSION_REDIS_PREFIX`, else empty):
-
-- `otel_session:grants` — HASH, grant id -> the grant as JSON: `id`, `session_id` (or null),
-  `user_id` (or null), `level` (upper-case stdlib name, "DEBUG"), `expires_at`, `created_at` (epoch
-  seconds, float), `reason`, `by`.
-- `otel_session:grants:version` — INTEGER, INCR'd in the same Lua script as every change (create,
-  revoke, expiry sweep): a reader that polls it sees every change.
-- `otel_session:audit` — STREAM, `MAXLEN ~ 10000`; fields `event` (created|revoked|expired|used),
-  `grant_id`, `session_id`, `user_id` ("" for none), `level`, `reason`, `by` (who did it: the creator,
-  the revoker; the grant's creator for expired and used), `granted_by`, `service`, `at`, `expires_at`.
-- `otel_session:grants:used:<grant id>` — SET of the services that recorded a use of that grant, so
-  `record_use` audits a grant's first use once per service however many processes it runs in; it
-  expires a minute after the grant does.
-
-Grants are immutable: a change is a create or a delete, so a reader that saw an id knows its JSON.
-Deleting (revoke, sweep) is `HDEL` inside a script that writes the audit entry only when `HDEL`
-returned 1: with any number of concurrent sweepers, each expiry is audited exactly once.
-
-Every create, revoke and expiry (and first use) is also a WARNING record on the stdlib logger
-`otel_session.audit`, so it is exported at the default level.
-
-The functions that take a `client` (a `redis.Redis`, `decode_responses` either way) raise
-`redis.RedisError` as they get it: the caller (the watcher thread) decides what an outage means.
-The ones that take a URL (`connect`, and `otel_session.grants` over them) raise `ValueError`.
+The Redis layout (keys, the Lua steps, the audit stream's fields) is in docs/live-debugging.md.
+Functions that take a `client` raise `redis.RedisError` as they get it (the watcher decides what an
+outage means); the ones that take a URL raise `ValueError`.
 """
 
 from __future__ import annotations
@@ -44,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from otel_session._levels import level_name, parse_level
-from otel_session._validation import TEXT_MAX, id_error
+from otel_session._validation import id_error, text_error
 
 GRANTS = "otel_session:grants"
 VERSION = "otel_session:grants:version"
@@ -59,9 +37,6 @@ TIMEOUT_S = 2.0
 EVENTS = ("created", "revoked", "expired", "used")
 
 audit_logger = logging.getLogger("otel_session.audit")
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
 
 # --- the value object --------------------------------------------------------------------------------
 
@@ -192,14 +167,12 @@ def check_since(since_s: object) -> float | None:
 
 
 def check_text(name: str, value: object, *, empty_ok: bool) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
-    if not value and not empty_ok:
-        raise ValueError(f"{name} must not be empty")
-    if len(value) > TEXT_MAX:
-        raise ValueError(f"{name} is {len(value)} characters long; at most {TEXT_MAX} are allowed")
-    if _CONTROL.search(value):
-        raise ValueError(f"{name} {value[:40]!r} contains control characters")
+    if empty_ok and value == "":
+        return value
+    problem = text_error(value)
+    if problem:
+        raise ValueError(f"{name} {problem}")
+    assert isinstance(value, str)
     return value
 
 
@@ -221,16 +194,6 @@ def default_by() -> str:
         return getpass.getuser() or "unknown"
     except (OSError, KeyError, ImportError):
         return "unknown"
-
-
-def service_name() -> str:
-    """The service this process logs as, else `OTEL_SERVICE_NAME`, else `otel-session-cli`."""
-    from otel_session._configure import configured
-
-    telemetry = configured()
-    if telemetry is not None and telemetry.service_name and telemetry.service_name != "unknown_service":
-        return telemetry.service_name
-    return os.environ.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE
 
 
 # --- connecting ------------------------------------------------------------------------------------------
@@ -316,7 +279,8 @@ redis.call(unpack(entry))
 return version
 """
 
-# KEYS: grants, version, audit. ARGV: maxlen, field count n, then per grant: id, n audit field/value items.
+# KEYS: grants, version, audit, used-set prefix. ARGV: maxlen, field count n, then per grant: id, n audit
+# field/value items.
 # Deletes each grant still there and audits exactly those; one INCR when anything went. Returns the ids gone.
 _DELETE = """
 local n = tonumber(ARGV[2])
@@ -337,8 +301,8 @@ if #gone > 0 then redis.call('INCR', KEYS[2]) end
 return gone
 """
 
-# KEYS: grants, audit, used set. ARGV: grant id, service, expire-at, maxlen, audit field/value pairs.
-# Audits a use once per (grant, service), and only while the grant exists. Returns 1 when it wrote.
+# KEYS: audit, used set. ARGV: service, expire-at, maxlen, audit field/value pairs.
+# Audits a use once per (grant, service), even after a revoke (a use is a fact). Returns 1 when it wrote.
 _USE = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('EXPIREAT', KEYS[2], ARGV[2])

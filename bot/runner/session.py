@@ -1,10 +1,6 @@
-"""The bot's life on a runner: the session registry, the fencing check, keepalive, admin and leave, cleanup.
+"""A bot's life on a runner: the session registry, the fencing check, keepalive, admin and leave, cleanup.
 
-A runner (warm: many sessions behind `/start`; cold: one, from its environment) starts a bot only when
-`Launches.take` says `ok` for the attempt it was given, and stops a bot by itself as soon as the lock
-may no longer be its own: the lock went to someone else (keepalive false), or it could not renew it
-for `fence_after_s` (Redis unreachable), which is before the lock can expire and a second bot start.
-Sessions are keyed by launch id: a session id is the caller's and may repeat (two tabs, rejoins).
+`BotSessions` holds the bots of one process (a warm runner's, or the one cold bot); `BotSession` is one.
 """
 
 from __future__ import annotations
@@ -92,8 +88,8 @@ def session_of(job: StartRequest) -> session:
     return session(session_id=job.sessionId, user_id=job.userId, user_name=job.userName, extra=extra)
 
 
-class Runner:
-    """The registry and lifecycle of the bots in this process.
+class BotSessions:
+    """The registry and lifecycle of the bot sessions in this process, keyed by launch id.
 
     `self_url` set: a warm runner that offers `slots` entries in the standby pool and puts one back
     each time a slot frees. `cold`: one cold bot (`runner="cold:{pid}"`, its keepalive renews its cold slot).

@@ -1,6 +1,6 @@
-"""The bot runner's entry point: `python -m bot.runner --warm` (an HTTP server in the standby pool) or
-`--job` (one cold bot from its environment). The work lives in `bot.bot_session` (the bot's life),
-`bot.runner_app` (the HTTP app and the draining server) and `bot.cold_job`.
+"""`python -m bot.runner --warm` (an HTTP server in the standby pool) or `--job` (one cold bot from its environment).
+
+It only picks: the work lives in `bot.runner.app` and `bot.runner.cold`, whose loggers keep their names.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from bot.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="bot runner")
+    parser = argparse.ArgumentParser(prog="python -m bot.runner", description="bot runner")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--warm", action="store_true", help="serve /start and wait in the standby pool (the default)")
     mode.add_argument("--job", action="store_true", help="run one session from BOT_* env vars, then exit")
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slots", type=int, default=1, help="sessions a warm runner offers at once")
     args = parser.parse_args(argv)
     if args.job:
-        from bot.cold_job import run_job
+        from bot.runner.cold import run_job
 
         sys.exit(asyncio.run(run_job()))
     try:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"bot runner: {exc}\n")
     if args.slots < 1:
         parser.error("--slots must be at least 1")
-    from bot.runner_app import serve_warm
+    from bot.runner.app import serve_warm
 
     serve_warm(args.host, args.port, args.public_url or f"http://{args.host}:{args.port}", args.slots, settings)
 

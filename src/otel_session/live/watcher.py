@@ -1,16 +1,5 @@
-"""Live debug grants in this process: a thread that mirrors the grants held in Redis.
-
-The emit path never talks to Redis. It reads `STATE.grants`, an immutable `GrantTable`, when it
-computes what a Context means (once per Context object); the watcher swaps in a new table and
-bumps the generation when the grants change (a version counter polled every `poll_s`) or when one
-of them expires here. While any grant is live the stdlib gate looks at every context (a session
-that started before the grant must switch too); with none it costs nothing.
-
-The same thread exchanges the debug buffer's flushes with the other processes (`_flush_signal`).
-
-Redis away: the table stays as it was, entries still expire by their own clock, one warning per
-outage, and the thread keeps trying. A grant's first use in this process is audited from here.
-"""
+"""The live wing's thread: mirrors the grants held in Redis into the state, audits their first use
+here, and exchanges the debug buffer's flushes (`signals`). The emit path never talks to Redis."""
 
 from __future__ import annotations
 
@@ -19,39 +8,20 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
-from otel_session import _grants
 from otel_session._diagnostics import internal
-from otel_session._flush_signal import FlushSignals
-from otel_session._grants import Grant
+from otel_session._grant_table import GrantTable
+from otel_session._state import State
+from otel_session.live import store
+from otel_session.live.signals import FlushSignals
+from otel_session.live.store import Grant
 
 logger = logging.getLogger("otel_session.grants")
 
 POLL_S = 0.5
 SWEEP_S = 5.0
-
-
-@dataclass(frozen=True)
-class GrantTable:
-    """Who is granted what, now: session id or user id -> (stdlib level, grant id); lowest level wins."""
-
-    by_session: Mapping[str, tuple[int, str]] = field(default_factory=dict)
-    by_user: Mapping[str, tuple[int, str]] = field(default_factory=dict)
-    next_expiry: float = math.inf
-
-    def __bool__(self) -> bool:
-        return bool(self.by_session or self.by_user)
-
-    def level(self, session_id: object, user_id: object) -> tuple[int, str] | None:
-        found = [g for g in (self.by_session.get(session_id) if isinstance(session_id, str) else None,
-                             self.by_user.get(user_id) if isinstance(user_id, str) else None) if g]
-        return min(found) if found else None
-
-
-NO_GRANTS = GrantTable()
 
 
 def table_of(grants: Iterable[Grant], now: float) -> GrantTable:
@@ -71,9 +41,10 @@ def table_of(grants: Iterable[Grant], now: float) -> GrantTable:
 
 
 class GrantWatcher:
-    def __init__(self, redis_url: str, prefix: str = "", service: str = "", poll_s: float = POLL_S,
+    def __init__(self, state: State, redis_url: str, prefix: str = "", service: str = "", poll_s: float = POLL_S,
                  signals: FlushSignals | None = None) -> None:
         """`signals`: the debug buffer's flushes to exchange with the other processes on each poll."""
+        self.state = state
         self.redis_url, self.prefix, self.service, self.poll_s = redis_url, prefix, service, poll_s
         self.signals = signals
         self.errors = 0
@@ -109,13 +80,13 @@ class GrantWatcher:
             if self.signals is not None:
                 self.signals.drop_stale()
             try:
-                if _grants.version(client, prefix=self.prefix) != version:
-                    version, live = _grants.load_active(client, prefix=self.prefix)
+                if store.version(client, prefix=self.prefix) != version:
+                    version, live = store.load_active(client, prefix=self.prefix)
                     self._grants = {g.id: g for g in live}
                     self._remember(live)
                 if time.monotonic() - last_sweep > SWEEP_S:
                     last_sweep = time.monotonic()
-                    _grants.sweep(client, self.service, prefix=self.prefix)
+                    store.sweep(client, self.service, prefix=self.prefix)
                 self._audit_uses(client)
                 if self.signals is not None:
                     self.signals.exchange(client)
@@ -126,7 +97,7 @@ class GrantWatcher:
                 if not down:
                     logger.warning("Debug grants: Redis at %s unreachable (%s); keeping the grants known so far "
                                    "until they expire (and debug-buffer flushes wait)",
-                                   _grants.safe_url(self.redis_url), type(exc).__name__)
+                                   store.safe_url(self.redis_url), type(exc).__name__)
                 down = True
             except Exception:  # a defect, or an exporter that raised during a flush: the thread goes on
                 self.errors += 1
@@ -138,12 +109,10 @@ class GrantWatcher:
         client.close()
 
     def _publish(self) -> None:
-        from otel_session._state import STATE
-
         table = table_of(self._grants.values(), time.time())
-        current = STATE.grants
+        current = self.state.grants
         if (table.by_session, table.by_user) != (current.by_session, current.by_user):
-            STATE.set_grants(table)
+            self.state.set_grants(table)
 
     def _remember(self, live: list[Grant]) -> None:
         stale = time.time() - 60
@@ -157,7 +126,7 @@ class GrantWatcher:
                 return
             if (grant := self._seen.get(grant_id)) is not None:
                 try:
-                    _grants.record_use(client, grant, self.service, prefix=self.prefix, at=at)
+                    store.record_use(client, grant, self.service, prefix=self.prefix, at=at)
                 except BaseException:
                     self._used.put((grant_id, at))  # Redis is away: audit this use when it is back
                     raise

@@ -1,8 +1,7 @@
-"""One deployment of the platform on this machine: the demo's and the tests' (real processes, real Redis).
+"""One deployment of the platform on this machine, the demo's and the tests': real processes, real Redis.
 
-Each deployment has its own key prefix and log directory, so several share one Redis. It can count
-bots from the outside (runners' `GET /sessions` plus cold processes), which is how the fault tests
-check "exactly one bot per launch".
+Each has its own key prefix and log directory, so several share one Redis; it counts bots from the
+outside (runners' `GET /sessions` plus cold processes): "exactly one bot per launch" is checked so.
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ import redis
 
 from bot import rooms
 from bot.keys import Keys
-from bot.service import DEFAULT_REDIS_URL
+from bot.settings import redis_url as default_redis_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -116,7 +115,7 @@ class Deployment:
         """`log_dir`: the services' output; `otel_dir` (default `log_dir/otel`): their OTLP-JSON logs;
         `name`: what its Redis keys start with."""
         self.log_dir = log_dir
-        self.redis_url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+        self.redis_url = redis_url or default_redis_url()
         self.keys = Keys(f"{name}-{uuid.uuid4().hex[:10]}:")
         self.otel_dir = otel_dir or log_dir / "otel"
         self.otel_dir.mkdir(parents=True, exist_ok=True)
