@@ -14,7 +14,7 @@ consumes it for real — nothing in the ``openai`` package is mocked::
     async for ev in stream: ...
     api.stop()
 
-or, in pytest, use the ``fake_openai`` fixture of ``tests/fake_openai.py`` (started, stopped after the test).
+or, in pytest, use the ``fake_openai`` fixture of ``tests/helpers/fake_openai.py`` (started, stopped after the test).
 
 Every request is recorded in ``api.requests`` as ``{"path", "headers", "body"}`` — ``headers`` is a dict with
 lower-case keys exactly as received (``headers["authorization"] == "Bearer sk-test"``), ``body`` the parsed JSON.

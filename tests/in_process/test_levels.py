@@ -2,8 +2,8 @@ import logging
 
 import pytest
 
-from manifold.openai_responses_manifold import INHERIT, resolve_level
 from otel_session import parse_level
+from otel_session._levels import default_level
 from otel_session._severity import severity_of
 
 
@@ -30,37 +30,19 @@ def test_parse_level_rejects_non_level_types():
         parse_level(1.5)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("user", "valve", "env", "expected"),
-    [
-        ("DEBUG", "ERROR", {"GLOBAL_LOG_LEVEL": "WARNING"}, logging.DEBUG),  # user wins
-        (INHERIT, "ERROR", {"GLOBAL_LOG_LEVEL": "WARNING"}, logging.ERROR),  # INHERIT -> valve
-        ("inherit", "warn", {}, logging.WARNING),  # any case
-        (None, None, {"GLOBAL_LOG_LEVEL": "debug"}, logging.DEBUG),  # env override
-        (None, INHERIT, {"GLOBAL_LOG_LEVEL": "ERROR"}, logging.ERROR),
-        ("", "", {}, logging.INFO),  # nothing set -> INFO
-        (None, None, {}, logging.INFO),
-        (35, None, {}, 35),  # ints
-        (None, 5, {}, 5),
-    ],
-)
-def test_resolve_level_order(user, valve, env, expected):
-    assert resolve_level(user, valve, env=env) == expected
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, logging.INFO),
+    ({"OTEL_PYTHON_LOG_LEVEL": "debug"}, logging.DEBUG),
+    ({"OTEL_PYTHON_LOG_LEVEL": " "}, logging.INFO),
+    ({"GLOBAL_LOG_LEVEL": "DEBUG"}, logging.INFO),  # Open WebUI's variable is the manifold's, not the library's
+])
+def test_the_process_default_level(env, expected):
+    assert default_level(env) == expected
 
 
-def test_resolve_level_reads_the_process_environment_by_default(monkeypatch):
-    monkeypatch.setenv("GLOBAL_LOG_LEVEL", "ERROR")
-    assert resolve_level() == logging.ERROR
-    monkeypatch.delenv("GLOBAL_LOG_LEVEL")
-    assert resolve_level() == logging.INFO
-
-
-@pytest.mark.parametrize(
-    ("user", "valve", "env"), [("loud", None, {}), (None, "quiet", {}), (None, None, {"GLOBAL_LOG_LEVEL": "x"})]
-)
-def test_resolve_level_rejects_invalid_names(user, valve, env):
-    with pytest.raises(ValueError, match="invalid log level"):
-        resolve_level(user, valve, env=env)
+def test_a_bad_process_default_level_is_named():
+    with pytest.raises(ValueError, match="OTEL_PYTHON_LOG_LEVEL='loud': invalid log level"):
+        default_level({"OTEL_PYTHON_LOG_LEVEL": "loud"})
 
 
 def test_severity_mapping_matches_the_stdlib_bridge():

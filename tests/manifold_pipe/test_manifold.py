@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
 import otel_session
 from manifold.loader import load_function
+from manifold.openai_responses_manifold import INHERIT, resolve_level
 from otel_session import SessionLogProcessor, inject_headers, session
 from tests.helpers.fake_openai import fake_openai  # noqa: F401 - the fixture
 from tests.helpers.wire import SerialisingExporter, attributes
@@ -478,3 +479,37 @@ def test_loading_the_file_like_open_webui_again_and_again_adds_nothing_twice(ote
     assert len(ours) == 1
     assert frontmatter["title"] == "OpenAI Responses" and frontmatter["id"] == "openai_responses"
     assert [r.strip() for r in frontmatter["requirements"].split(",")] == ["otel-session", "openai>=2"]
+
+
+# Open WebUI's level words live in the pipe: a user valve, INHERIT, the pipe's valve, GLOBAL_LOG_LEVEL.
+@pytest.mark.parametrize(
+    ("user", "valve", "env", "expected"),
+    [
+        ("DEBUG", "ERROR", {"GLOBAL_LOG_LEVEL": "WARNING"}, logging.DEBUG),  # user wins
+        (INHERIT, "ERROR", {"GLOBAL_LOG_LEVEL": "WARNING"}, logging.ERROR),  # INHERIT -> valve
+        ("inherit", "warn", {}, logging.WARNING),  # any case
+        (None, None, {"GLOBAL_LOG_LEVEL": "debug"}, logging.DEBUG),  # env override
+        (None, INHERIT, {"GLOBAL_LOG_LEVEL": "ERROR"}, logging.ERROR),
+        ("", "", {}, logging.INFO),  # nothing set -> INFO
+        (None, None, {}, logging.INFO),
+        (35, None, {}, 35),  # ints
+        (None, 5, {}, 5),
+    ],
+)
+def test_resolve_level_order(user, valve, env, expected):
+    assert resolve_level(user, valve, env=env) == expected
+
+
+def test_resolve_level_reads_the_process_environment_by_default(monkeypatch):
+    monkeypatch.setenv("GLOBAL_LOG_LEVEL", "ERROR")
+    assert resolve_level() == logging.ERROR
+    monkeypatch.delenv("GLOBAL_LOG_LEVEL")
+    assert resolve_level() == logging.INFO
+
+
+@pytest.mark.parametrize(
+    ("user", "valve", "env"), [("loud", None, {}), (None, "quiet", {}), (None, None, {"GLOBAL_LOG_LEVEL": "x"})]
+)
+def test_resolve_level_rejects_invalid_names(user, valve, env):
+    with pytest.raises(ValueError, match="invalid log level"):
+        resolve_level(user, valve, env=env)
