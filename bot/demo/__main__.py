@@ -1,6 +1,6 @@
 """`python -m bot.demo` (`make demo`): the whole platform on this machine, three joins, one session's logs per service.
 
-Midway it grants DEBUG for one live session and makes another's bot fail (its held DEBUG records are
+Midway it grants DEBUG for one live session and makes another's bot fail (its buffered DEBUG records are
 flushed everywhere); then it prints what each service logged per session. It cleans up on exit, Ctrl-C included.
 """
 
@@ -141,7 +141,7 @@ def run(redis_url: str, log_dir: Path) -> int:
                    headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10).raise_for_status()
         dep.wait_status(grace.launch_id, "failed")
         time.sleep(2.5)  # every service flushes the failed trace within 2 s
-        say(f"{grace.who}'s launch failed: its ERROR flushed the DEBUG records every service held for that trace")
+        say(f"{grace.who}'s launch failed: its ERROR flushed the DEBUG records every service buffered for that trace")
 
         say()
         say("Ending the sessions (POST /leave on the gateway)")
@@ -186,7 +186,7 @@ def _report(joins: list[Join], log_dir: Path, switched_ns: int, revoked_ns: int)
                                                      if any(counts.values()) else "none"))
         held = flushed[join.session_id]
         say("   DEBUG records flushed by a failure: " + (", ".join(f"{s} {n}" for s, n in held.items())
-                                                          if any(held.values()) else "none (held, never exported)"))
+                                                          if any(held.values()) else "none (buffered, never exported)"))
         say("   the manifold's Logs citation:")
         for line in join.citation.strip("`").strip().removeprefix("text").strip().splitlines():
             say(f"     {line}")

@@ -42,12 +42,12 @@ def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
         else:
             assert debug == "none"
         flushed = block.split("DEBUG records flushed by a failure: ")[1].splitlines()[0]
-        if who == "grace":  # the session whose bot the demo made fail: its held DEBUG records, from every service
+        if who == "grace":  # the session whose bot the demo made fail: its buffered DEBUG records, from every service
             counts = dict(re.findall(r"(bot-gateway|bot-operator|bot-runner|manifold) (\d+)", flushed))
             assert set(counts) == {"bot-gateway", "bot-operator", "bot-runner", "manifold"}, flushed
             assert all(int(n) > 0 for n in counts.values()), flushed
         else:
-            assert flushed == "none (held, never exported)"
+            assert flushed == "none (buffered, never exported)"
     audit = text.split("== The audit")[1]
     assert "created  grant" in audit and "used     grant" in audit and "revoked  grant" in audit
     prefix = re.search(r"Redis keys under (demo-[0-9a-f]+:)", text).group(1)
