@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from fastapi import FastAPI, Request
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanContext, Tracer
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Tracer
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,7 +62,7 @@ def root_span(tracer: Tracer, request: Request, name: str, mode: str) -> Iterato
         elif caller.is_valid:  # link: the caller's ids and flags, not its tracestate
             links = [Link(SpanContext(caller.trace_id, caller.span_id, is_remote=True, trace_flags=caller.trace_flags),
                           {LINK_ATTRIBUTE: LINK_CLIENT})]
-    with tracer.start_as_current_span(name, context=context, links=links) as span:
+    with tracer.start_as_current_span(name, context=context, kind=SpanKind.SERVER, links=links) as span:
         request.scope.setdefault("state", {})[_TIMING] = server_timing(span)
         yield span
 

@@ -145,7 +145,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             if tel is not None:
                 tel.force_flush()
 
-    app = FastAPI(title="bot gateway", lifespan=lifespan)
+    # FastAPI's own request spans would continue the caller's trace, with the caller's baggage current:
+    # the edge starts each public route's trace itself (`root_span`). A FastAPI without native telemetry
+    # keeps the keyword in `app.extra` and ignores it.
+    app = FastAPI(title="bot gateway", lifespan=lifespan, telemetry={"tracing": False})
     install_request_limits(app, settings)
     install_edge(app, settings)  # after the limits: outside them, so a 413 carries CORS headers too
     app.add_exception_handler(RedisError, _redis_error)
