@@ -185,9 +185,12 @@ def test_without_cors_origins_there_are_no_cors_headers(continued):
     ("BOT_EDGE_TRACE", "follow", "follow"),
 ])
 def test_a_bad_edge_knob_stops_the_gateway_naming_it(tmp_path, name, value, bad):
-    env = Platform(tmp_path).base_env
-    out = subprocess.run([sys.executable, "-m", "bot.gateway", "--port", str(free_port())], cwd=ROOT,
-                         env={**env, name: value}, capture_output=True, text=True, timeout=60)
+    platform = Platform(tmp_path)
+    try:
+        out = subprocess.run([sys.executable, "-m", "bot.gateway", "--port", str(free_port())], cwd=ROOT,
+                             env={**platform.base_env, name: value}, capture_output=True, text=True, timeout=60)
+    finally:
+        platform.cleanup()
     assert out.returncode != 0
     assert name in out.stderr and repr(bad) in out.stderr and "Traceback" not in out.stderr, out.stderr
 
