@@ -16,7 +16,7 @@ carries the CORS headers); `root_span(tracer, request, name, mode)` starts a pub
   sampling); `restart` ignores the caller's trace. Only W3C `traceparent`/`tracestate` are read; baggage a
   caller sends is never read here (the route's `session(edge=True)` starts from clean baggage).
 - `Server-Timing: trace;desc="00-<trace id>-<span id>-<flags>"` on every answer of a route that started its
-  root span with `root_span` (the W3C Trace Context Level 3 draft's successor of `traceresponse`).
+  root span with `root_span` (the W3C draft's successor of `traceresponse`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ ALLOW_HEADERS = ("content-type", "traceparent", "tracestate", "baggage", "author
 EXPOSE_HEADERS = ("Server-Timing",)
 MAX_AGE_S = 600  # how long a browser may cache a preflight's answer
 _TIMING = "otel_session.server_timing"  # the scope's state key `root_span` leaves for `EdgeHeaders`
+
 
 def server_timing(span: Span) -> str:
     """`trace;desc="00-<trace id>-<span id>-<flags>"` for `span`: the client can find the trace it started."""
