@@ -4,6 +4,7 @@
     uvicorn --factory bot.gateway:create_app --port 8000   # the same app; `create_app()` needs no arguments
 
 Each join is one trace rooted here; the caller's ids enter baggage here and nowhere else (`edge=True`).
+A caller's `traceparent` is linked, not continued (`BOT_EDGE_TRACE`); CORS and `Server-Timing`: `bot.edge`.
 Overload is 429 with Retry-After; 503 means Redis does not answer.
 """
 
@@ -24,12 +25,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
-from opentelemetry.context import Context
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import rooms
+from bot.edge import install_edge, root_span
 from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
 from bot.launches import Launches
@@ -144,8 +145,12 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             if tel is not None:
                 tel.force_flush()
 
-    app = FastAPI(title="bot gateway", lifespan=lifespan)
+    # FastAPI's own request spans would continue the caller's trace, with the caller's baggage current:
+    # the edge starts each public route's trace itself (`root_span`). A FastAPI without native telemetry
+    # keeps the keyword in `app.extra` and ignores it.
+    app = FastAPI(title="bot gateway", lifespan=lifespan, telemetry={"tracing": False})
     install_request_limits(app, settings)
+    install_edge(app, settings)  # after the limits: outside them, so a 413 carries CORS headers too
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(OSError, _redis_error)
 
@@ -165,12 +170,12 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         return JSONResponse({"status": "ready"})
 
     @app.post("/join", status_code=202)
-    async def join(req: JoinRequest) -> JSONResponse:
+    async def join(req: JoinRequest, request: Request) -> JSONResponse:
         launches: Launches = app.state.launches
         session_id = req.sessionId or uuid.uuid4().hex
         launch_id = uuid.uuid4().hex
         where = rooms.display(req.room_url)
-        with tracer.start_as_current_span("POST /join", context=Context()) as span, session(
+        with root_span(tracer, request, "POST /join", settings.edge_trace) as span, session(
             session_id=session_id, user_id=req.userId, user_name=req.userName, edge=True,
             extra={"bot.launch_id": launch_id},
         ):
@@ -267,7 +272,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         launch_id = req.launchId or await launch_in_room(str(req.room_url))
         if launch_id is None:
             return _detail(404, "no launch holds this room")
-        with tracer.start_as_current_span("POST /admin", context=Context()), session(
+        with root_span(tracer, request, "POST /admin", settings.edge_trace), session(
             edge=True, extra={"bot.launch_id": launch_id}
         ):
             message = inject_payload({"type": "admin_message", "message": req.message, "timestamp": time.time()})
@@ -296,7 +301,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    try:
+        app = create_app()
+    except ValueError as exc:  # a bad knob: named, without a traceback
+        raise SystemExit(f"bot.gateway: {exc}") from None
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

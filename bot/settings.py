@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -43,6 +44,8 @@ class Settings:
     cold_start_timeout_s: float = 30.0  # BOT_COLD_START_TIMEOUT_S: a cold bot must take its launch within this
     leave_wait_s: float = 5.0  # BOT_LEAVE_WAIT_S: `/leave` waits this long (at least 3 keepalives) for the bot
     fault_message: str | None = None  # BOT_FAULT_MESSAGE: an admin message of exactly this text fails the session
+    cors_origins: tuple[str, ...] = ()  # BOT_CORS_ORIGINS: the origins a browser page may call the gateway from
+    edge_trace: str = "link"  # BOT_EDGE_TRACE: what the gateway makes of an incoming traceparent (EDGE_TRACE_MODES)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +58,9 @@ class Settings:
                 continue
             if f.type == "str | None":  # text knobs: admin_token, fault_message
                 values[f.name] = raw
+                continue
+            if f.name in _PARSED:  # the edge's knobs: cors_origins, edge_trace
+                values[f.name] = _PARSED[f.name](name, raw)
                 continue
             kind = int if f.type == "int" else float
             try:
@@ -82,3 +88,39 @@ class Settings:
     @property
     def operator_ttl_s(self) -> float:
         return 3 * self.heartbeat_s
+
+
+# -- the browser edge (bot.edge uses these) -----------------------------------------------------------
+
+EDGE_TRACE_MODES = ("link", "continue", "restart")  # the first is the default
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_ORIGIN = re.compile(rf"(https?)://({_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::([1-9][0-9]{{0,4}}))?", re.ASCII)
+
+
+def parse_origin(name: str, entry: str) -> str:
+    """One origin as a browser serialises it in `Origin` (lower case, no default port); ValueError naming
+    `name` and the entry for anything else: a path, a trailing slash, `*`, `null`, userinfo, another scheme."""
+    match = _ORIGIN.fullmatch(entry.lower())
+    port = match.group(3) if match else None
+    if match is None or (port is not None and int(port) > 65535):
+        raise ValueError(f"{name}: {entry[:200]!r} is not an origin (scheme://host[:port], http or https, "
+                         "no path, no trailing slash, no '*'); origins are separated by commas")
+    scheme, host = match.group(1), match.group(2)
+    return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
+
+
+def parse_origins(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of exact origins, in order, without repeats."""
+    origins = [parse_origin(name, entry.strip()) for entry in raw.split(",")]
+    return tuple(dict.fromkeys(origins))
+
+
+def parse_edge_trace(name: str, raw: str) -> str:
+    mode = raw.lower()
+    if mode not in EDGE_TRACE_MODES:
+        raise ValueError(f"{name}={raw[:200]!r} is not one of {', '.join(EDGE_TRACE_MODES)}")
+    return mode
+
+
+_PARSED: dict[str, Callable[[str, str], object]] = {"cors_origins": parse_origins, "edge_trace": parse_edge_trace}
