@@ -33,9 +33,11 @@ from bot import rooms
 from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
 from bot.launches import Launches
+from bot.log_relay import LogRelay
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.service import pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
+from bot.telemetry_token import TokenSigner
 from otel_session import id_error, inject_payload, session
 
 logger = logging.getLogger(__name__)
@@ -126,6 +128,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tel = setup_telemetry("bot-gateway") if telemetry else None
+        app.state.tokens = TokenSigner.from_setting(settings.telemetry_key)  # after telemetry: its warning is exported
         app.state.redis = redis_client(settings)
         # /ready has its own connection: an overloaded pool is not an unreachable Redis
         app.state.probe = redis_client(replace(settings, redis_pool_size=1, redis_pool_timeout_s=READY_TIMEOUT_S))
@@ -145,7 +148,9 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
                 tel.force_flush()
 
     app = FastAPI(title="bot gateway", lifespan=lifespan)
-    install_request_limits(app, settings)
+    relay = LogRelay(settings)  # POST /v1/logs: the page's own records, under its token's session
+    install_request_limits(app, settings, paths={relay.path: relay.body_limit})
+    relay.install(app)
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(OSError, _redis_error)
 
@@ -196,8 +201,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             logger.info("Launch queued for room %s", where)
             logger.debug("Join details: user %s, personality %s, token %s", req.userId, req.personalityId,
                          "given" if req.token else "none")
+        token = app.state.tokens.issue(session_id, launch_id, req.userId, settings.max_session_s)
         return JSONResponse(
-            {"status": "queued", "sessionId": session_id, "launchId": launch_id, "traceId": trace_id},
+            {"status": "queued", "sessionId": session_id, "launchId": launch_id, "traceId": trace_id,
+             "telemetryToken": token},
             status_code=202,
         )
 

@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Knobs whose empty value is a mistake, not "unset": a deployment that meant to share a key must not
+# quietly fall back to a key of each process.
+SET_MEANS_GIVEN = frozenset({"BOT_TELEMETRY_KEY"})
+MIN_TELEMETRY_KEY_CHARS = 16
 
 
 def redis_url(env: Mapping[str, str] | None = None) -> str:
@@ -43,6 +47,9 @@ class Settings:
     cold_start_timeout_s: float = 30.0  # BOT_COLD_START_TIMEOUT_S: a cold bot must take its launch within this
     leave_wait_s: float = 5.0  # BOT_LEAVE_WAIT_S: `/leave` waits this long (at least 3 keepalives) for the bot
     fault_message: str | None = None  # BOT_FAULT_MESSAGE: an admin message of exactly this text fails the session
+    telemetry_key: str | None = None  # BOT_TELEMETRY_KEY: signs telemetry tokens; unset, a key of this process
+    max_telemetry_bytes: int = 1_048_576  # BOT_MAX_TELEMETRY_BYTES: `/v1/logs` bodies beyond get 413
+    telemetry_rate: float = 200.0  # BOT_TELEMETRY_RATE: browser log records a second per token; beyond, 429
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,8 +59,10 @@ class Settings:
             name = "BOT_" + f.name.upper()
             raw = env.get(name, "").strip()
             if not raw:
+                if name in SET_MEANS_GIVEN and name in env:
+                    raise ValueError(f"{name} is set but empty: give it a value, or unset it")
                 continue
-            if f.type == "str | None":  # text knobs: admin_token, fault_message
+            if f.type == "str | None":  # text knobs: admin_token, fault_message, telemetry_key
                 values[f.name] = raw
                 continue
             kind = int if f.type == "int" else float
@@ -69,6 +78,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.telemetry_key is not None and len(self.telemetry_key) < MIN_TELEMETRY_KEY_CHARS:
+            raise ValueError(f"BOT_TELEMETRY_KEY must be at least {MIN_TELEMETRY_KEY_CHARS} characters "
+                             f"(a random secret, shared by every gateway)")
         if self.keepalive_s * 2 > self.lock_ttl_s:
             raise ValueError(f"BOT_KEEPALIVE_S ({self.keepalive_s}) must be at most half of BOT_LOCK_TTL_S "
                              f"({self.lock_ttl_s}): a bot renews its lock at least twice per TTL")
