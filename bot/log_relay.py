@@ -42,7 +42,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.sdk._logs import ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags
 from starlette.concurrency import run_in_threadpool
 
 import otel_session
@@ -246,9 +246,9 @@ def _service_name(resource: Mapping[str, Any]) -> str:
     name = resource.get("service.name")
     if not isinstance(name, str) or not name.strip() or name.startswith("unknown_service"):
         return DEFAULT_SERVICE  # the JS SDK's default is `unknown_service`
-    if otel_session.text_error(name[:MAX_SERVICE_NAME]):
+    if len(name) > MAX_SERVICE_NAME or otel_session.text_error(name):
         return DEFAULT_SERVICE
-    return _text(name, MAX_SERVICE_NAME)
+    return _text(name)
 
 
 def _severity(number: int) -> SeverityNumber:
@@ -259,8 +259,8 @@ def _severity(number: int) -> SeverityNumber:
 
 
 def _context(base: Any, record: Record) -> Any:
-    """`base` (the token's session) with the record's own trace and span as a remote parent, so the
-    record carries the page's ids; without them, no span at all."""
+    """`base` (the token's session, no span) with the record's own trace and span as a remote parent, so
+    the record carries the page's ids, and only those."""
     if not record.trace_id:
         return base
     span = SpanContext(int(record.trace_id, 16), int(record.span_id or "0", 16), is_remote=True,
@@ -359,7 +359,8 @@ class LogRelay:
         # the token's session as the records' context: a debug grant for it applies to the page's records too
         with session(session_id=claims.session_id, user_id=claims.user_id, edge=True,
                      extra={LAUNCH_ID: claims.launch_id}):
-            ctx = get_current()
+            # no span of the gateway's own (FastAPI traces each request): a record without the page's trace has none
+            ctx = trace.set_span_in_context(INVALID_SPAN, get_current())
             for record in records:
                 processor.on_emit(builder.build(record, ctx))
                 count += 1
