@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ MAX_TOKEN_CHARS = 1024  # three ids of at most 128 characters and two times fit 
 MIN_KEY_CHARS = 16
 KEY_ENV = "BOT_TELEMETRY_KEY"
 _DERIVE = b"otel-session bot telemetry token v1"
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class TokenError(ValueError):
@@ -61,9 +63,13 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    if not text or len(text) % 4 == 1:
-        raise binascii.Error("bad length")
-    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    """Only the canonical unpadded base64url spelling: one token has one spelling."""
+    if not text or not _B64URL.fullmatch(text):
+        raise binascii.Error("not base64url")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise binascii.Error("not the canonical spelling")
+    return raw
 
 
 class TokenSigner:
