@@ -4,6 +4,8 @@
     uvicorn --factory bot.gateway:create_app --port 8000   # the same app; `create_app()` needs no arguments
 
 Each join is one trace rooted here; the caller's ids enter baggage here and nowhere else (`edge=True`).
+A join's answer carries a telemetry token, with which the page sends its own log records to `POST /v1/logs`
+(`bot.log_relay`).
 Overload is 429 with Retry-After; 503 means Redis does not answer.
 """
 

@@ -335,6 +335,10 @@ class LogRelay:
         self.refusals.refused(kind, status)
         return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
+    def _over_rate(self, wait_s: float) -> JSONResponse:
+        return self._refuse("rate", 429, f"over {self.settings.telemetry_rate:g} log records a second",
+                            **{"Retry-After": str(max(1, math.ceil(wait_s)))})
+
     def authorize(self, request: Request) -> Claims | JSONResponse:
         token = _bearer(request)
         if token is None:
@@ -372,6 +376,10 @@ class LogRelay:
             claims = self.authorize(request)
             if isinstance(claims, JSONResponse):
                 return claims
+            # one token per launch: the launch id names the token's bucket. A token in debt is refused before
+            # its body is decoded.
+            if (wait := self.rate.take(claims.launch_id, 0)) > 0:
+                return self._over_rate(wait)
             headers = request.headers
             protobuf = _media_type(headers.get("content-type", "")) in PROTOBUF_TYPES
             body = await request.body()  # bounded already: `body_limit`
@@ -385,11 +393,8 @@ class LogRelay:
             except NotOtlpBodyError:
                 return self._refuse("not_otlp", 400, "not an OTLP logs export (application/json or "
                                     "application/x-protobuf ExportLogsServiceRequest)")
-            # one token per launch: the launch id names the token's bucket
-            wait = self.rate.take(claims.launch_id, len(records)) if records else 0.0
-            if wait > 0:
-                return self._refuse("rate", 429, f"over {self.settings.telemetry_rate:g} log records a second",
-                                    **{"Retry-After": str(max(1, math.ceil(wait)))})
+            if records and (wait := self.rate.take(claims.launch_id, len(records))) > 0:
+                return self._over_rate(wait)
             if otel_session.configured() is None:
                 return JSONResponse({"detail": "this gateway exports no telemetry"}, status_code=503)
             await run_in_threadpool(self.export, records, claims)
