@@ -34,7 +34,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.context import get_current
+from opentelemetry.context import Context, get_current
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -49,7 +49,7 @@ import otel_session
 from bot.http import PathLimit
 from bot.settings import Settings
 from bot.telemetry_token import Claims, TokenError, TokenSigner
-from otel_session import session
+from otel_session import attach, session
 from otel_session.log_reader import Record, decode_request
 
 logger = logging.getLogger(__name__)
@@ -110,8 +110,10 @@ class Refusals:
                 return
             self._reported[kind] = (now, total)
             since = total - (last[1] if last else 0)
-        logger.warning("Browser log export refused (%d): %s; %d such refusals since the last report, %d in all",
-                       status, self.WHAT.get(kind, kind), since, total)
+        # in an empty context: FastAPI attaches the request's own traceparent and baggage, which are the caller's
+        with attach(Context()):
+            logger.warning("Browser log export refused (%d): %s; %d such refusals since the last report, %d in all",
+                           status, self.WHAT.get(kind, kind), since, total)
 
 
 # --- the rate limit ------------------------------------------------------------------------------

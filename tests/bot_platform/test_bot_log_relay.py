@@ -304,14 +304,18 @@ def test_refusals_are_reported_once_a_minute_per_kind_without_body_or_token(tmp_
         good = joined(fresh)["telemetryToken"]
         bodies = [_mark("quiet") for _ in range(3)]
         for body in bodies:
-            assert send(fresh, good[:-1] + ("A" if good[-1] != "A" else "B"),
-                        js_export(js_record(body))).status_code == 401  # a bad signature, three times
+            assert send(fresh, good[:-1] + ("A" if good[-1] != "A" else "B"), js_export(js_record(body)),
+                        baggage="session.id=victim", traceparent=f"00-{TRACE_ID}-{SPAN_ID}-01",
+                        ).status_code == 401  # a bad signature, three times
             assert send(fresh, good, b'{"resourceLogs": 5, "x": "' + body.encode() + b'"}').status_code == 400
         records = flush(fresh, good)
         bad = [r for r in records if r["message"] and "bad signature" in r["message"]]
         not_otlp = [r for r in records if r["message"] and "not an OTLP logs export" in r["message"]]
         assert len(bad) == 1 and len(not_otlp) == 1
         assert bad[0]["raw"]["severityNumber"] == 13 and bad[0]["service"] == "bot-gateway"
+        # the refused request's own baggage and trace are not the report's: no caller writes into a session so
+        assert "session.id" not in bad[0]["attrs"] and bad[0]["trace_id"] != TRACE_ID
+        assert not [r for r in records if r["attrs"].get("session.id") == "victim"]
         everything = json.dumps([r["raw"] for r in records]) + fresh.procs[0].output()
         assert "refused" in fresh.procs[0].output()  # the console saw the reports too
         assert good not in everything and good[-20:] not in everything
