@@ -5,6 +5,8 @@
 
 Each join is one trace rooted here; the caller's ids enter baggage here and nowhere else (`edge=True`).
 A caller's `traceparent` is linked, not continued (`BOT_EDGE_TRACE`); CORS and `Server-Timing`: `bot.edge`.
+A join's answer carries a telemetry token, with which the page sends its own log records to `POST /v1/logs`
+(`bot.log_relay`).
 Overload is 429 with Retry-After; 503 means Redis does not answer.
 """
 
@@ -34,9 +36,11 @@ from bot.edge import install_edge, root_span
 from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
 from bot.launches import Launches
+from bot.log_relay import LogRelay
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.service import pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
+from bot.telemetry_token import TokenSigner
 from otel_session import id_error, inject_payload, session
 
 logger = logging.getLogger(__name__)
@@ -127,6 +131,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tel = setup_telemetry("bot-gateway") if telemetry else None
+        app.state.tokens = TokenSigner.from_setting(settings.telemetry_key)  # after telemetry: its warning is exported
         app.state.redis = redis_client(settings)
         # /ready has its own connection: an overloaded pool is not an unreachable Redis
         app.state.probe = redis_client(replace(settings, redis_pool_size=1, redis_pool_timeout_s=READY_TIMEOUT_S))
@@ -149,8 +154,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
     # the edge starts each public route's trace itself (`root_span`). A FastAPI without native telemetry
     # keeps the keyword in `app.extra` and ignores it.
     app = FastAPI(title="bot gateway", lifespan=lifespan, telemetry={"tracing": False})
-    install_request_limits(app, settings)
+    relay = LogRelay(settings)  # POST /v1/logs: the page's own records, under its token's session
+    install_request_limits(app, settings, paths={relay.path: relay.body_limit})
     install_edge(app, settings)  # after the limits: outside them, so a 413 carries CORS headers too
+    relay.install(app)
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(OSError, _redis_error)
 
@@ -201,8 +208,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             logger.info("Launch queued for room %s", where)
             logger.debug("Join details: user %s, personality %s, token %s", req.userId, req.personalityId,
                          "given" if req.token else "none")
+        token = app.state.tokens.issue(session_id, launch_id, req.userId, settings.max_session_s)
         return JSONResponse(
-            {"status": "queued", "sessionId": session_id, "launchId": launch_id, "traceId": trace_id},
+            {"status": "queued", "sessionId": session_id, "launchId": launch_id, "traceId": trace_id,
+             "telemetryToken": token},
             status_code=202,
         )
 

@@ -13,6 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Knobs whose empty value is a mistake, not "unset": a deployment that meant to share a key must not
+# quietly fall back to a key of each process.
+SET_MEANS_GIVEN = frozenset({"BOT_TELEMETRY_KEY"})
+MIN_TELEMETRY_KEY_CHARS = 16
 
 
 def redis_url(env: Mapping[str, str] | None = None) -> str:
@@ -46,6 +50,9 @@ class Settings:
     fault_message: str | None = None  # BOT_FAULT_MESSAGE: an admin message of exactly this text fails the session
     cors_origins: tuple[str, ...] = ()  # BOT_CORS_ORIGINS: the origins a browser page may call the gateway from
     edge_trace: str = "link"  # BOT_EDGE_TRACE: what the gateway makes of an incoming traceparent (EDGE_TRACE_MODES)
+    telemetry_key: str | None = None  # BOT_TELEMETRY_KEY: signs telemetry tokens; unset, a key of this process
+    max_telemetry_bytes: int = 1_048_576  # BOT_MAX_TELEMETRY_BYTES: `/v1/logs` bodies beyond get 413
+    telemetry_rate: float = 200.0  # BOT_TELEMETRY_RATE: browser log records a second per token; beyond, 429
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,8 +62,10 @@ class Settings:
             name = "BOT_" + f.name.upper()
             raw = env.get(name, "").strip()
             if not raw:
+                if name in SET_MEANS_GIVEN and name in env:
+                    raise ValueError(f"{name} is set but empty: give it a value, or unset it")
                 continue
-            if f.type == "str | None":  # text knobs: admin_token, fault_message
+            if f.type == "str | None":  # text knobs: admin_token, fault_message, telemetry_key
                 values[f.name] = raw
                 continue
             if f.name in _PARSED:  # the edge's knobs: cors_origins, edge_trace
@@ -75,6 +84,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.telemetry_key is not None and len(self.telemetry_key) < MIN_TELEMETRY_KEY_CHARS:
+            raise ValueError(f"BOT_TELEMETRY_KEY must be at least {MIN_TELEMETRY_KEY_CHARS} characters "
+                             f"(a random secret, shared by every gateway)")
         if self.keepalive_s * 2 > self.lock_ttl_s:
             raise ValueError(f"BOT_KEEPALIVE_S ({self.keepalive_s}) must be at most half of BOT_LOCK_TTL_S "
                              f"({self.lock_ttl_s}): a bot renews its lock at least twice per TTL")
