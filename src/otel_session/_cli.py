@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TextIO, TypeVar
+from urllib.parse import quote
 
 from otel_session._file_exporter import log_dir
 from otel_session._follow import LogFilter, LogTail, ReadStats
@@ -179,6 +181,7 @@ def _logs(args: argparse.Namespace) -> int:
     try:
         printer.write(tail.read(limit=args.limit, final=not args.follow))
         out.flush()
+        _view_hint(out, path, args.session)
         if args.follow:
             with _interrupted_by_sigterm(), contextlib.suppress(KeyboardInterrupt):
                 while True:
@@ -197,6 +200,23 @@ def _logs(args: argparse.Namespace) -> int:
     if summary:
         print(f"{PROG}: {summary}", file=sys.stderr)
     return 0
+
+
+VIEW_URL = "http://127.0.0.1:8321"  # where `otel-session view` listens by default
+
+
+def _view_hint(out: TextIO, path: Path, sessions: Sequence[str] | None) -> None:
+    """Once, and only for a person at a terminal (stderr, so no pipe ever reads it): the same directory in
+    the browser, and the page of the one session asked for."""
+    try:
+        if not out.isatty():
+            return
+    except (AttributeError, ValueError):
+        return
+    hint = f"{PROG}: the same in the browser: {PROG} view --dir {shlex.quote(str(path))}"
+    if sessions and len(set(sessions)) == 1:
+        hint += f", then {VIEW_URL}/sessions/{quote(sessions[0], safe='')}"
+    print(hint, file=sys.stderr, flush=True)
 
 
 def use_colour(out: TextIO) -> bool:

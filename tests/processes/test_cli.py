@@ -324,32 +324,53 @@ def test_collector_rotated_and_compressed_files_are_read_in_time_order(tmp_path,
     assert sorted(e.message for e in read_records(tmp_path)) == sorted(r["message"] for r in rows)  # unsorted
 
 
+def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[str, str]:
+    """`otel-session` with its stdout on a pseudo-terminal and its stderr on a pipe: (stdout, stderr)."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "otel_session", *args], env=env, stdout=follower,
+                                stderr=subprocess.PIPE)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        os.close(leader)
+    return b"".join(chunks).decode(), err.decode()
+
+
 def test_colour_only_on_a_terminal_without_no_color(pipeline_logs):
     directory, _ = pipeline_logs
-
-    def on_a_terminal(env: dict[str, str]) -> str:
-        leader, follower = pty.openpty()
-        try:
-            proc = subprocess.Popen([sys.executable, "-m", "otel_session", "logs", "--dir", str(directory),
-                                     "--service", "gateway", "--level", "warn"], env=env, stdout=follower)
-            os.close(follower)
-            chunks = []
-            while True:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:  # EIO: the process closed the terminal
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            assert proc.wait(timeout=60) == 0
-        finally:
-            os.close(leader)
-        return b"".join(chunks).decode()
-
-    coloured = on_a_terminal(_env())
+    args = ("logs", "--dir", str(directory), "--service", "gateway", "--level", "warn")
+    coloured, _ = on_a_terminal(*args, env=_env())
     assert "\x1b[33mWARN \x1b[0m" in coloured and "\x1b[31mERROR" in coloured
-    assert "\x1b" not in on_a_terminal(_env(NO_COLOR="1"))
+    assert "\x1b" not in on_a_terminal(*args, env=_env(NO_COLOR="1"))[0]
+
+
+def test_a_terminal_gets_one_hint_naming_the_view_of_the_same_directory_and_a_pipe_none(pipeline_logs, tmp_path):
+    directory, _ = pipeline_logs
+    out, err = on_a_terminal("logs", "--dir", str(directory), "--session", "s-1", env=_env())
+    assert "s-1 " in out and "otel-session view" not in out  # the records on stdout, the hint not among them
+    assert err.splitlines() == [f"otel-session: the same in the browser: otel-session view --dir {directory}, "
+                                "then http://127.0.0.1:8321/sessions/s-1"]
+    _, err = on_a_terminal("logs", "--dir", str(directory), env=_env())  # no one session: no page named
+    assert err.splitlines() == [f"otel-session: the same in the browser: otel-session view --dir {directory}"]
+    spaced = tmp_path / "my logs"
+    shutil.copytree(directory, spaced)
+    _, err = on_a_terminal("logs", "--dir", str(spaced), "--session", "a/b c", env=_env())  # pasteable as printed
+    assert err.splitlines() == [f"otel-session: the same in the browser: otel-session view --dir '{spaced}', "
+                                "then http://127.0.0.1:8321/sessions/a%2Fb%20c"]
+    piped = cli("logs", "--dir", str(directory), "--session", "s-1")
+    assert piped.returncode == 0 and "s-1 " in piped.stdout
+    assert piped.stderr == "" and "otel-session view" not in piped.stdout  # not on a pipe
 
 
 # --- follow ------------------------------------------------------------------------------------------
