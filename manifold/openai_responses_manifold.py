@@ -293,6 +293,11 @@ class _Run:
             return
         # Open WebUI names this module `function_<id>_<uuid>` anew on every load; show the user a stable name.
         text = logs.render().replace(f" {__name__}: ", " openai_responses: ").replace("```", "ˋˋˋ")
+        # The header names the run's session (an id: letters, digits and . _ : @ -), so an operator can paste it
+        # into `otel-session logs --session` or `otel-session view` and see the platform's records of this run.
+        ids = otel_session.current()
+        if ids is not None and ids.session_id:
+            text = f"session {ids.session_id}\n{text}"
         await self._emit({
             "type": "citation",
             "data": {

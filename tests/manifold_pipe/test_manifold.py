@@ -135,6 +135,7 @@ def test_success_returns_the_text_then_one_logs_citation(pipe, fake_openai, otel
     assert citation["source"] == {"name": "Logs"} and citation["metadata"][0]["source"] == "Logs"
     (doc,) = events.citations
     assert doc.startswith("```text\n") and doc.endswith("\n```")
+    assert doc.splitlines()[1] == "session chat-1"  # the header names the run's session, for an operator to paste
     assert "INFO  openai_responses: Calling gpt-test with 1 messages" in doc and "Response completed" in doc
     assert "function_openai_responses_" not in doc  # the per-load module name is not shown
     assert "HTTP Request: POST" in doc  # the HTTP client's records are the run's records too
@@ -205,6 +206,8 @@ def test_a_trusted_callers_export_level_is_kept_and_the_users_level_stays_the_ci
     assert {r.trace_id for r in exported} == {trace_id}
     assert any(r.severity < 9 and r.message.startswith("Request body keys") for r in exported)
     assert " DEBUG " not in granted.citations[0] and "Calling gpt-test" in granted.citations[0]
+    assert untrusted.citations[0].splitlines()[1] == "session chat-no-trust"
+    assert granted.citations[0].splitlines()[1] == "session sess-grant"  # the trusted caller's session, not the chat
 
     headers, _ = _caller_headers(session_id="sess-errors-only", log_level="ERROR")
     debug_user = Events()
