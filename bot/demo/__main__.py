@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import redis
@@ -30,6 +33,7 @@ SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
 DRILL = "demo: fail this session"  # BOT_FAULT_MESSAGE: an admin message that makes a bot fail
 ADMIN_TOKEN = "demo-admin-token"
 BUFFERED = "otel_session.buffered"
+VIEW_PORT = 8321  # `otel-session view`'s default
 
 
 @dataclass
@@ -56,7 +60,17 @@ def _citations(manifold: str, session_id: str) -> list[dict[str, Any]] | None:
     return found or None
 
 
-def run(redis_url: str, log_dir: Path) -> int:
+def view_url(port: int, session_id: str | None = None) -> str:
+    base = f"http://127.0.0.1:{port}"
+    return f"{base}/sessions/{quote(session_id, safe='')}" if session_id else f"{base}/"
+
+
+def view_command(log_dir: Path, port: int) -> str:
+    port_flag = "" if port == VIEW_PORT else f" --port {port}"
+    return f"otel-session view --dir {shlex.quote(str(log_dir))}{port_flag}"
+
+
+def run(redis_url: str, log_dir: Path, view_port: int = VIEW_PORT, view: bool = False) -> int:
     dep = Deployment(log_dir, redis_url, otel_dir=log_dir, name="demo", BOT_CONSOLE_LEVEL="ERROR",
                      BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10", OTEL_SESSION_BUFFER_LEVEL="DEBUG",
                      BOT_FAULT_MESSAGE=DRILL, BOT_ADMIN_TOKEN=ADMIN_TOKEN)
@@ -150,8 +164,9 @@ def run(redis_url: str, log_dir: Path) -> int:
             say(f"  {join.who}'s launch: {left['status']}")
         wait_for(lambda: not dep.cold_bots(), 30, what="the cold bot to exit")
         dep.stop_all()
-        _report(joins[:3], dep.otel_dir, switched_ns, revoked_ns)
+        _report(joins[:3], dep.otel_dir, switched_ns, revoked_ns, view_port)
         _audit_report(audit)
+        _view_report(dep.otel_dir, view_port, view)
         return 0
     except KeyboardInterrupt:
         say("\nInterrupted; cleaning up")
@@ -163,7 +178,7 @@ def run(redis_url: str, log_dir: Path) -> int:
         dep.cleanup()
 
 
-def _report(joins: list[Join], log_dir: Path, switched_ns: int, revoked_ns: int) -> None:
+def _report(joins: list[Join], log_dir: Path, switched_ns: int, revoked_ns: int, view_port: int) -> None:
     from otel_session.log_reader import read_records
 
     records = list(read_records(log_dir))
@@ -191,6 +206,7 @@ def _report(joins: list[Join], log_dir: Path, switched_ns: int, revoked_ns: int)
         for line in join.citation.strip("`").strip().removeprefix("text").strip().splitlines():
             say(f"     {line}")
         say(f"   see them all: otel-session logs --dir {log_dir} --session {join.session_id}")
+        say(f"   on one page: {view_url(view_port, join.session_id)}")
         say()
 
 
@@ -203,6 +219,43 @@ def _audit_report(audit: list[dict[str, Any]]) -> None:
     say()
 
 
+def _view_report(log_dir: Path, port: int, starting: bool) -> None:
+    say("== The view: each session above on one page, every service's records and spans on one timeline")
+    say(f"   {view_command(log_dir, port)}")
+    if not starting:
+        say("   (then open a session's page above; `python -m bot.demo --view` starts it for you)")
+    say()
+
+
+def serve_view(log_dir: Path, port: int) -> int:
+    """`otel-session view` over the demo's directory, until Ctrl-C (or until it stops by itself)."""
+    view = subprocess.Popen([sys.executable, "-m", "otel_session", "view", "--dir", str(log_dir),
+                             "--port", str(port)])
+    try:
+        try:
+            wait_for(lambda: view.poll() is not None or httpx.get(view_url(port), timeout=2).status_code == 200,
+                     60, interval=0.2, what="the view to answer")
+        except TimeoutError as exc:
+            say(f"The view did not start: {exc}")
+            return 1
+        if view.poll() is not None:
+            say(f"The view stopped (exit status {view.returncode}) before it answered: its error is above "
+                "(a port in use? try --view-port)")
+            return 1
+        say(f"The view is running at {view_url(port)}; Ctrl-C stops it")
+        return view.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if view.poll() is None:
+            view.terminate()
+            try:
+                view.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                view.kill()
+                view.wait()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bot.demo",
@@ -211,10 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"Redis to use (default: $REDIS_URL, else {DEFAULT_REDIS_URL})")
     parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
                         help="where the services write their OTLP-JSON logs (default: a new temporary directory)")
+    parser.add_argument("--view", action="store_true",
+                        help="at the end, start `otel-session view` over the demo's logs and keep it running until "
+                             "Ctrl-C (default: print the command that does)")
+    parser.add_argument("--view-port", type=int, default=VIEW_PORT, metavar="PORT",
+                        help=f"the view's port, in the URLs printed and with --view (default {VIEW_PORT})")
     args = parser.parse_args(argv)
     directory: Path = args.log_dir or Path(tempfile.mkdtemp(prefix="otel-session-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
-    return run(args.redis_url, directory)
+    code = run(args.redis_url, directory, args.view_port, args.view)
+    if code == 0 and args.view:
+        return serve_view(directory, args.view_port)
+    return code
 
 
 if __name__ == "__main__":

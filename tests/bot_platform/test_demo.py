@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -17,12 +22,16 @@ pytestmark = [pytest.mark.redis, pytest.mark.processes, pytest.mark.manifold]  #
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
+def _demo_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BOT_"))}
     env.pop("OPENAI_API_KEY", None)
     env["REDIS_URL"] = REDIS_URL
+    return env
+
+
+def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bot.demo", "--log-dir", str(tmp_path)], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=180)
+                         env=_demo_env(), capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert text.count("-> warm runner") == 2 and text.count("-> cold bot, pid") == 1
@@ -34,6 +43,7 @@ def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
         assert all(int(n) > 0 for n in counts.values()), block
         assert "Calling gpt-4.1-mini" in block  # the citation the manifold produced
         assert f"otel-session logs --dir {tmp_path} --session demo-session-{who}" in block
+        assert f"   on one page: http://127.0.0.1:8321/sessions/demo-session-{who}\n" in block
         debug = block.split("DEBUG records after the grant: ")[1].splitlines()[0]
         if who == "ada":  # the session the demo turned DEBUG on for, midway
             after = dict(re.findall(r"(bot-gateway|bot-operator|bot-runner|manifold) (\d+)", debug))
@@ -48,6 +58,10 @@ def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
             assert all(int(n) > 0 for n in counts.values()), flushed
         else:
             assert flushed == "none (buffered, never exported)"
+    view = text.split("== The view")[1].splitlines()
+    assert view[1:3] == [f"   otel-session view --dir {tmp_path}",
+                         "   (then open a session's page above; `python -m bot.demo --view` starts it for you)"]
+    assert "The view is running" not in text  # by default the demo only says how: it ended (returncode above)
     audit = text.split("== The audit")[1]
     assert "created  grant" in audit and "used     grant" in audit and "revoked  grant" in audit
     prefix = re.search(r"Redis keys under (demo-[0-9a-f]+:)", text).group(1)
@@ -81,4 +95,46 @@ def test_the_demo_has_its_own_help():
     out = subprocess.run([sys.executable, "-m", "bot.demo", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0
-    assert "usage: python -m bot.demo [-h] [--redis-url REDIS_URL] [--log-dir DIR]" in out.stdout
+    assert " ".join(out.stdout.split("\n\n")[0].split()) == (
+        "usage: python -m bot.demo [-h] [--redis-url REDIS_URL] [--log-dir DIR] [--view] [--view-port PORT]")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_the_demo_with_view_serves_the_sessions_it_printed_until_ctrl_c(tmp_path):
+    port = _free_port()
+    demo = subprocess.Popen([sys.executable, "-m", "bot.demo", "--log-dir", str(tmp_path), "--view",
+                             "--view-port", str(port)], cwd=ROOT, env=_demo_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    text = ""
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(demo.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+            deadline = time.monotonic() + 180
+            while "Ctrl-C stops it" not in text:
+                assert demo.poll() is None and time.monotonic() < deadline, text
+                if selector.select(timeout=0.5):
+                    text += os.read(demo.stdout.fileno(), 65536).decode()  # type: ignore[union-attr]
+        assert f"The view is running at http://127.0.0.1:{port}/; Ctrl-C stops it" in text
+        assert f"   otel-session view --dir {tmp_path} --port {port}\n" in text
+        for who in ("ada", "grace", "linus"):
+            url = f"http://127.0.0.1:{port}/sessions/demo-session-{who}"
+            assert f"   on one page: {url}\n" in text
+            assert httpx.get(url, timeout=10).status_code == 200  # the page the demo printed
+            answer = httpx.get(f"http://127.0.0.1:{port}/api/sessions/demo-session-{who}", timeout=10).json()
+            assert {r["service"] for r in answer["records"]} == {"bot-gateway", "bot-operator", "bot-runner",
+                                                                 "manifold"}
+            assert {r["session_id"] for r in answer["records"]} == {f"demo-session-{who}"}
+        demo.send_signal(signal.SIGINT)  # Ctrl-C (to the demo alone: it stops the view it started)
+        assert demo.wait(timeout=30) == 0, text
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=5)  # the view went with it
