@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -243,7 +244,8 @@ def serve_view(log_dir: Path, port: int) -> int:
                 "(a port in use? try --view-port)")
             return 1
         say(f"The view is running at {view_url(port)}; Ctrl-C stops it")
-        return view.wait()
+        code = view.wait()
+        return 0 if code in (130, -signal.SIGINT) else code  # Ctrl-C reached the view first
     except KeyboardInterrupt:
         return 0
     finally:
