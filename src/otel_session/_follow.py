@@ -263,7 +263,7 @@ class _Files:
     from 0; a `.gz` file that appears after the first listing is never read (it holds what was already read
     under its uncompressed name)."""
 
-    def __init__(self, path: str | os.PathLike[str], stats: ReadStats | None) -> None:
+    def __init__(self, path: str | os.PathLike[str], stats: ReadStats | None = None) -> None:
         self.path = Path(path)
         self.stats = stats if stats is not None else ReadStats()
         self._files: dict[tuple[int, int], _FileTail] = {}
