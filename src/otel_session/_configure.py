@@ -199,6 +199,7 @@ def _build_pipeline(
     return name, built, BatchLogRecordProcessor(built), True
 
 
+_REPOINT_FLUSH_MS = 5000  # re-pointing never waits long on an unreachable Collector
 _Target = tuple[tuple[str, str] | None, Callable[[], SpanExporter] | None]
 
 
@@ -229,8 +230,8 @@ def _export_spans(exporter_name: str, service_name: str) -> BatchSpanProcessor |
             return None
         _built.span_processor = BatchSpanProcessor(_built.span_route)
         _built.own_tracer_provider.add_span_processor(_built.span_processor)
-    else:
-        _built.span_processor.force_flush()  # what was queued goes where it was meant to
+    elif key != _built.span_route.key:
+        _built.span_processor.force_flush(_REPOINT_FLUSH_MS)  # what was queued goes where it was meant to
     _built.span_route.point(key, build)
     return _built.span_processor
 
