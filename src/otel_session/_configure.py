@@ -54,7 +54,7 @@ class Telemetry:
     memory_exporter: InMemoryLogRecordExporter | None = None
     attached: bool = False  # True when the providers were someone else's
     _owned: bool = field(default=False, repr=False)
-    span_processor: BatchSpanProcessor | None = None  # OTLP span export, when configure() added it
+    span_processor: BatchSpanProcessor | None = None  # span export (OTLP or file), when configure() added it
 
     @property
     def current(self) -> bool:

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from otel_session._otlp_json import LOGS, OTHER, TRACES, Decoded, decode_line
 from otel_session._record import Record
@@ -118,7 +118,6 @@ class Chunk(NamedTuple):
 
 
 BAD = "bad"
-_NOTHING: list[Any] = []
 
 
 def _decoded(line: bytes, spans: bool) -> Decoded | None:
@@ -242,7 +241,7 @@ class _FileTail:
 
 def _chunk(decoded: Decoded | None, start: int, end: int) -> Chunk:
     if decoded is None:
-        return Chunk(BAD, _NOTHING, _NOTHING, start, end)
+        return Chunk(BAD, [], [], start, end)
     return Chunk(decoded.kind, decoded.records, decoded.spans, start, end)
 
 
