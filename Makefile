@@ -4,7 +4,7 @@ VENV := .venv
 PINS_VENV := .venv-pins
 PINS := constraints/openwebui-0.12.txt
 
-.PHONY: demo test test-latest test-pins test-fast lint bench redis clean
+.PHONY: demo test test-latest test-pins test-fast lint bench bench-view redis clean
 
 ## Set up the environment, make sure Redis runs, and run the whole platform once (the main job).
 demo: redis $(VENV)/.installed
@@ -39,6 +39,12 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/bench_logging.py
 	$(VENV)/bin/python benchmarks/bench_buffer.py
+
+## `otel-session view` at volume: a million records (about 0.8 GB in a temporary directory, removed after), then
+## the index build, the API's answers and, with Python's playwright and /usr/bin/chromium, rendered pages.
+## About ten minutes on two cores, so not part of `make bench`; smaller: pass BENCH_VIEW_ARGS="--records 100000".
+bench-view: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/bench_view.py $(BENCH_VIEW_ARGS)
 
 redis:
 	bash scripts/ensure-redis.sh
