@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -135,7 +136,7 @@ class Writer:
 
     def __init__(self, directory: Path, service: str) -> None:
         resource = Resource.create({"service.name": service, "service.instance.id": f"{service}-0"})
-        self.memory = InMemoryLogRecordExporter()
+        self.memory = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.provider = LoggerProvider(resource=resource)
         self.provider.add_log_record_processor(SimpleLogRecordProcessor(self.memory))
         self.exporter = OtlpJsonFileExporter(directory, service)
@@ -232,12 +233,43 @@ def write_logs(directory: Path, sessions: list[Session], per_service: dict[str, 
     return total
 
 
-def write_spans(directory: Path, sessions: list[Session], rng: random.Random) -> int:
-    """Each session's traces as real SDK spans: a root per trace and a few children, in its own service."""
+_JOB: tuple[Path, list[Session], dict[str, list[tuple[int, int]]], int] | None = None  # what forked workers read
+
+
+def _write_service(service: str) -> tuple[int, int]:
+    assert _JOB is not None
+    directory, sessions, per_service, seed = _JOB
+    written = write_logs(directory, sessions, {service: per_service[service]}, random.Random(f"{seed}-{service}"))
+    return written, write_spans(directory, sessions, random.Random(seed), only=service)
+
+
+def write_all(jobs: int, directory: Path, sessions: list[Session], per_service: dict[str, list[tuple[int, int]]],
+              seed: int) -> tuple[int, int]:
+    """Records and spans, one process a service, `jobs` at a time (forked: they read the plan without copying it
+    through a pipe), as the services are separate processes: each writes its `<service>.<pid>.jsonl` and
+    `<service>.<pid>.spans.jsonl` as the exporters do. Returns (records, spans)."""
+    global _JOB
+    _JOB = (directory, sessions, per_service, seed)
+    try:
+        biggest, *others = sorted(per_service, key=lambda name: -len(per_service[name]))
+        if jobs <= 1:
+            counts = [_write_service(service) for service in (biggest, *others)]
+        else:  # this process writes the biggest service (its file grows again later), workers the others
+            with multiprocessing.get_context("fork").Pool(jobs - 1) as pool:
+                rest = pool.map_async(_write_service, others, chunksize=1)
+                counts = [_write_service(biggest), *rest.get()]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+    finally:
+        _JOB = None
+
+
+def write_spans(directory: Path, sessions: list[Session], rng: random.Random, only: str) -> int:
+    """Each session's traces as real SDK spans (a root per trace and a few children across the services that
+    worked on it); those of service `only` are written. The same `rng` gives every service the same traces."""
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    exporters = {name: OtlpJsonFileSpanExporter(directory, name) for name in SERVICES}
+    exporters = {only: OtlpJsonFileSpanExporter(directory, only)}
     resources = {name: Resource.create({"service.name": name, "service.instance.id": f"{name}-0"})
                  for name in SERVICES}
     batches: dict[str, list[Any]] = {name: [] for name in SERVICES}
@@ -248,8 +280,9 @@ def write_spans(directory: Path, sessions: list[Session], rng: random.Random) ->
             start = s.start_ns + rng.randrange(SESSION_SECONDS * 10**9 // 2)
             root = SpanContext(trace_id, root_id, is_remote=False, trace_flags=TraceFlags(1))
             # as the services' spans are: no session attribute, the session is found through its records' traces
-            attrs = ({"http.request.method": "POST", "url.path": "/join", "http.response.status_code": 202}
-                     if service == "bot-gateway" else {"gen_ai.request.model": "gpt-4.1-mini"})
+            attrs: dict[str, Any] = {"gen_ai.request.model": "gpt-4.1-mini"}
+            if service == "bot-gateway":
+                attrs = {"http.request.method": "POST", "url.path": "/join", "http.response.status_code": 202}
             spans = [(services[0], ReadableSpan(
                 "POST /join" if service == "bot-gateway" else "openai_responses.pipe", root, None,
                 resources[services[0]], attrs, kind=SpanKind.SERVER, start_time=start,
@@ -263,15 +296,16 @@ def write_spans(directory: Path, sessions: list[Session], rng: random.Random) ->
                     end_time=begin + rng.randrange(10**6, 10**9),
                     instrumentation_scope=InstrumentationScope(child_service))))
             for name, span in spans:
+                if name != only:
+                    continue
                 batches[name].append(span)
                 count += 1
                 if len(batches[name]) >= BATCH:
                     exporters[name].export(batches[name])
                     batches[name] = []
-    for name, batch in batches.items():
-        if batch:
-            exporters[name].export(batch)
-        exporters[name].shutdown()
+    if batches[only]:
+        exporters[only].export(batches[only])
+    exporters[only].shutdown()
     return count
 
 
@@ -388,8 +422,7 @@ def bench(args: argparse.Namespace) -> list[Row]:
         sessions = make_sessions(args.sessions, rng, now_ns)
         started = time.perf_counter()
         per_service = plan(sessions, args.records, rng)
-        written = write_logs(directory, sessions, per_service, rng)
-        spans = write_spans(directory, sessions, rng)
+        written, spans = write_all(args.jobs, directory, sessions, per_service, args.seed)
         generating = time.perf_counter() - started
         size = directory_bytes(directory)
         rows.append(Row(f"generated: {written:,} records, {spans:,} spans, {len(sessions):,} sessions, "
@@ -416,13 +449,17 @@ def bench(args: argparse.Namespace) -> list[Row]:
             more = make_sessions(max(1, args.sessions // 100), rng, now_ns + 60 * 10**9)
             for s in more:
                 s.session_id = "more-" + s.session_id
+            before = {p: p.stat().st_size for p in directory.iterdir()}
             written_more = write_logs(directory, more, plan(more, max(1, args.records // 100), rng), rng)
             grown = directory_bytes(directory) - size
+            after = {p: p.stat().st_size for p in directory.iterdir()}
+            files_grown = sum(1 for p, n in after.items() if p in before and n > before[p])
+            files_new = sum(1 for p in after if p not in before)
             started = time.perf_counter()
             index.refresh()
             incremental = time.perf_counter() - started
-            rows.append(Row(f"incremental refresh after appending {written_more:,} records ({grown / 1e6:.1f} MB)",
-                            f"{ms(incremental)}"))
+            rows.append(Row(f"incremental refresh after {written_more:,} more records ({grown / 1e6:.1f} MB: "
+                            f"{files_grown} file(s) grown, {files_new} new)", f"{ms(incremental)}"))
             started = time.perf_counter()
             index.refresh()
             rows.append(Row("refresh with nothing new", ms(time.perf_counter() - started)))
@@ -496,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=5_000, help="sessions they belong to (default 5,000)")
     parser.add_argument("--requests", type=int, default=50, help="random sessions asked for (default 50)")
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes writing the services' files at once (default: 2, or 1 on one core)")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="write into DIR and keep it (default: a temporary "
                                                                 "directory, removed at the end)")
     args = parser.parse_args(argv)
