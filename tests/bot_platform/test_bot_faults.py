@@ -76,12 +76,14 @@ def test_an_operator_killed_mid_start_and_restarted_never_starts_a_second_bot(pl
 def test_a_second_operator_never_replays_a_live_operators_job(platform):
     runner = platform.start_runner()
     frozen = platform.services[-1]
-    platform.start_operator(BOT_START_TIMEOUT_S="15")
+    # The first operator's /start must not time out while the runner is frozen, however slowly the second
+    # operator starts on a loaded machine: a timeout would be a (correct) second attempt, not what is tested here.
+    platform.start_operator(BOT_START_TIMEOUT_S="90")
     platform.start_gateway()
     frozen.signal(signal.SIGSTOP)
     launch = _join(platform, sessionId="s-second")
     platform.wait_status(launch, "starting")
-    platform.start_operator(BOT_START_TIMEOUT_S="15")
+    platform.start_operator(BOT_START_TIMEOUT_S="90")
     time.sleep(1.5)  # five heartbeats of the second operator: time enough to (wrongly) replay the job
     record = platform.record(launch)
     assert record["status"] == "starting" and record["attempt"] == 1
