@@ -82,7 +82,7 @@ def test_a_listed_origin_joins_from_the_browser_and_the_launch_runs(page, page_s
     assert result["status"] == "running", result
     assert result["sessionId"] == want["session"]
     assert platform.record(result["launchId"])["status"] == "running"
-    assert platform.lock(want["room"])["sessionId"] == want["session"]
+    assert platform.lock(want["room"])["session_id"] == want["session"]
     shown = texts(page, "launch-id", "session-id", "trace-id", "status", "error")
     assert shown == {"launch-id": result["launchId"], "session-id": want["session"], "trace-id": result["traceId"],
                      "status": "running", "error": ""}
