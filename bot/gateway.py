@@ -4,6 +4,9 @@
     uvicorn --factory bot.gateway:create_app --port 8000   # the same app; `create_app()` needs no arguments
 
 Each join is one trace rooted here; the caller's ids enter baggage here and nowhere else (`edge=True`).
+A caller's `traceparent` is linked, not continued (`BOT_EDGE_TRACE`); CORS and `Server-Timing`: `bot.edge`.
+A join's answer carries a telemetry token, with which the page sends its own log records to `POST /v1/logs`
+(`bot.log_relay`).
 Overload is 429 with Retry-After; 503 means Redis does not answer.
 """
 
@@ -24,18 +27,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
-from opentelemetry.context import Context
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import rooms
+from bot.edge import install_edge, root_span
 from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
 from bot.launches import Launches
+from bot.log_relay import LogRelay
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.service import pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
+from bot.telemetry_token import TokenSigner
 from otel_session import id_error, inject_payload, session
 
 logger = logging.getLogger(__name__)
@@ -126,6 +131,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tel = setup_telemetry("bot-gateway") if telemetry else None
+        app.state.tokens = TokenSigner.from_setting(settings.telemetry_key)  # after telemetry: its warning is exported
         app.state.redis = redis_client(settings)
         # /ready has its own connection: an overloaded pool is not an unreachable Redis
         app.state.probe = redis_client(replace(settings, redis_pool_size=1, redis_pool_timeout_s=READY_TIMEOUT_S))
@@ -144,8 +150,14 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             if tel is not None:
                 tel.force_flush()
 
-    app = FastAPI(title="bot gateway", lifespan=lifespan)
-    install_request_limits(app, settings)
+    # FastAPI's own request spans would continue the caller's trace, with the caller's baggage current:
+    # the edge starts each public route's trace itself (`root_span`). A FastAPI without native telemetry
+    # keeps the keyword in `app.extra` and ignores it.
+    app = FastAPI(title="bot gateway", lifespan=lifespan, telemetry={"tracing": False})
+    relay = LogRelay(settings)  # POST /v1/logs: the page's own records, under its token's session
+    install_request_limits(app, settings, paths={relay.path: relay.body_limit})
+    install_edge(app, settings)  # after the limits: outside them, so a 413 carries CORS headers too
+    relay.install(app)
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(OSError, _redis_error)
 
@@ -165,12 +177,12 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         return JSONResponse({"status": "ready"})
 
     @app.post("/join", status_code=202)
-    async def join(req: JoinRequest) -> JSONResponse:
+    async def join(req: JoinRequest, request: Request) -> JSONResponse:
         launches: Launches = app.state.launches
         session_id = req.sessionId or uuid.uuid4().hex
         launch_id = uuid.uuid4().hex
         where = rooms.display(req.room_url)
-        with tracer.start_as_current_span("POST /join", context=Context()) as span, session(
+        with root_span(tracer, request, "POST /join", settings.edge_trace) as span, session(
             session_id=session_id, user_id=req.userId, user_name=req.userName, edge=True,
             extra={"bot.launch_id": launch_id},
         ):
@@ -196,8 +208,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             logger.info("Launch queued for room %s", where)
             logger.debug("Join details: user %s, personality %s, token %s", req.userId, req.personalityId,
                          "given" if req.token else "none")
+        token = app.state.tokens.issue(session_id, launch_id, req.userId, settings.max_session_s)
         return JSONResponse(
-            {"status": "queued", "sessionId": session_id, "launchId": launch_id, "traceId": trace_id},
+            {"status": "queued", "sessionId": session_id, "launchId": launch_id, "traceId": trace_id,
+             "telemetryToken": token},
             status_code=202,
         )
 
@@ -267,7 +281,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         launch_id = req.launchId or await launch_in_room(str(req.room_url))
         if launch_id is None:
             return _detail(404, "no launch holds this room")
-        with tracer.start_as_current_span("POST /admin", context=Context()), session(
+        with root_span(tracer, request, "POST /admin", settings.edge_trace), session(
             edge=True, extra={"bot.launch_id": launch_id}
         ):
             message = inject_payload({"type": "admin_message", "message": req.message, "timestamp": time.time()})
@@ -296,7 +310,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    try:
+        app = create_app()
+    except ValueError as exc:  # a bad knob: named, without a traceback
+        raise SystemExit(f"bot.gateway: {exc}") from None
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,24 +24,36 @@ logger = logging.getLogger(__name__)
 MAX_LOC_PART = 64  # a field name in a 422 is cut here: an unknown field's name is the caller's text
 
 
+@dataclass(frozen=True)
+class PathLimit:
+    """A path's own body cap. `refused`, when given, is called for each 413 instead of the warning the
+    limit logs itself (the path counts and reports its refusals its own way)."""
+
+    max_bytes: int
+    refused: Callable[[], None] | None = None
+
+
 class BodyLimit:
     """Pure ASGI: reads at most `max_bytes` of a request body before the app sees it, else answers 413.
 
     Reading the body up front is what makes a chunked body (no Content-Length) as bounded as a declared
     one; a declared length beyond the cap is refused before a byte of it is read. The app then gets the
-    body replayed in one message, so it never buffers more than the cap.
+    body replayed in one message, so it never buffers more than the cap. `paths` give some exact paths
+    a cap of their own (the log relay takes bigger bodies than a join).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: Mapping[str, PathLimit] | None = None) -> None:
+        self.app, self.max_bytes, self.paths = app, max_bytes, dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope.get("path", ""))
+        max_bytes = self.max_bytes if limit is None else limit.max_bytes
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._too_large(scope, send)
+        if declared is not None and declared > max_bytes:
+            await self._too_large(scope, send, max_bytes, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -49,8 +63,8 @@ class BodyLimit:
                 return  # the client went away mid-body: nothing to answer
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(scope, send)
+            if size > max_bytes:
+                await self._too_large(scope, send, max_bytes, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -66,10 +80,13 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        logger.warning("%s %s refused: the body is over %d bytes", scope.get("method", ""), scope.get("path", ""),
-                       self.max_bytes)
-        payload = json.dumps({"detail": f"the request body is larger than {self.max_bytes} bytes"}).encode()
+    async def _too_large(self, scope: Scope, send: Send, max_bytes: int, limit: PathLimit | None) -> None:
+        if limit is not None and limit.refused is not None:
+            limit.refused()
+        else:
+            logger.warning("%s %s refused: the body is over %d bytes", scope.get("method", ""), scope.get("path", ""),
+                           max_bytes)
+        payload = json.dumps({"detail": f"the request body is larger than {max_bytes} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})
@@ -105,8 +122,9 @@ async def _crashed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
-def install_request_limits(app: FastAPI, settings: Settings) -> None:
-    """Body cap, input-free 422s and a JSON 500 on `app`. Call before the app starts serving."""
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+def install_request_limits(app: FastAPI, settings: Settings, paths: Mapping[str, PathLimit] | None = None) -> None:
+    """Body cap (`paths`: exact paths with caps of their own), input-free 422s and a JSON 500 on `app`.
+    Call before the app starts serving."""
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, paths=paths)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(Exception, _crashed)

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Knobs whose empty value is a mistake, not "unset": a deployment that meant to share a key must not
+# quietly fall back to a key of each process.
+SET_MEANS_GIVEN = frozenset({"BOT_TELEMETRY_KEY"})
+MIN_TELEMETRY_KEY_CHARS = 16
 
 
 def redis_url(env: Mapping[str, str] | None = None) -> str:
@@ -43,6 +48,11 @@ class Settings:
     cold_start_timeout_s: float = 30.0  # BOT_COLD_START_TIMEOUT_S: a cold bot must take its launch within this
     leave_wait_s: float = 5.0  # BOT_LEAVE_WAIT_S: `/leave` waits this long (at least 3 keepalives) for the bot
     fault_message: str | None = None  # BOT_FAULT_MESSAGE: an admin message of exactly this text fails the session
+    cors_origins: tuple[str, ...] = ()  # BOT_CORS_ORIGINS: the origins a browser page may call the gateway from
+    edge_trace: str = "link"  # BOT_EDGE_TRACE: what the gateway makes of an incoming traceparent (EDGE_TRACE_MODES)
+    telemetry_key: str | None = None  # BOT_TELEMETRY_KEY: signs telemetry tokens; unset, a key of this process
+    max_telemetry_bytes: int = 1_048_576  # BOT_MAX_TELEMETRY_BYTES: `/v1/logs` bodies beyond get 413
+    telemetry_rate: float = 200.0  # BOT_TELEMETRY_RATE: browser log records a second per token; beyond, 429
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,9 +62,14 @@ class Settings:
             name = "BOT_" + f.name.upper()
             raw = env.get(name, "").strip()
             if not raw:
+                if name in SET_MEANS_GIVEN and name in env:
+                    raise ValueError(f"{name} is set but empty: give it a value, or unset it")
                 continue
-            if f.type == "str | None":  # text knobs: admin_token, fault_message
+            if f.type == "str | None":  # text knobs: admin_token, fault_message, telemetry_key
                 values[f.name] = raw
+                continue
+            if f.name in _PARSED:  # the edge's knobs: cors_origins, edge_trace
+                values[f.name] = _PARSED[f.name](name, raw)
                 continue
             kind = int if f.type == "int" else float
             try:
@@ -69,6 +84,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.telemetry_key is not None and len(self.telemetry_key) < MIN_TELEMETRY_KEY_CHARS:
+            raise ValueError(f"BOT_TELEMETRY_KEY must be at least {MIN_TELEMETRY_KEY_CHARS} characters "
+                             f"(a random secret, shared by every gateway)")
         if self.keepalive_s * 2 > self.lock_ttl_s:
             raise ValueError(f"BOT_KEEPALIVE_S ({self.keepalive_s}) must be at most half of BOT_LOCK_TTL_S "
                              f"({self.lock_ttl_s}): a bot renews its lock at least twice per TTL")
@@ -82,3 +100,39 @@ class Settings:
     @property
     def operator_ttl_s(self) -> float:
         return 3 * self.heartbeat_s
+
+
+# -- the browser edge (bot.edge uses these) -----------------------------------------------------------
+
+EDGE_TRACE_MODES = ("link", "continue", "restart")  # the first is the default
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_ORIGIN = re.compile(rf"(https?)://({_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::([1-9][0-9]{{0,4}}))?", re.ASCII)
+
+
+def parse_origin(name: str, entry: str) -> str:
+    """One origin as a browser serialises it in `Origin` (lower case, no default port); ValueError naming
+    `name` and the entry for anything else: a path, a trailing slash, `*`, `null`, userinfo, another scheme."""
+    match = _ORIGIN.fullmatch(entry.lower())
+    port = match.group(3) if match else None
+    if match is None or (port is not None and int(port) > 65535):
+        raise ValueError(f"{name}: {entry[:200]!r} is not an origin (scheme://host[:port], http or https, "
+                         "no path, no trailing slash, no '*'); origins are separated by commas")
+    scheme, host = match.group(1), match.group(2)
+    return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS[scheme]) else f"{scheme}://{host}:{port}"
+
+
+def parse_origins(name: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list of exact origins, in order, without repeats."""
+    origins = [parse_origin(name, entry.strip()) for entry in raw.split(",")]
+    return tuple(dict.fromkeys(origins))
+
+
+def parse_edge_trace(name: str, raw: str) -> str:
+    mode = raw.lower()
+    if mode not in EDGE_TRACE_MODES:
+        raise ValueError(f"{name}={raw[:200]!r} is not one of {', '.join(EDGE_TRACE_MODES)}")
+    return mode
+
+
+_PARSED: dict[str, Callable[[str, str], object]] = {"cors_origins": parse_origins, "edge_trace": parse_edge_trace}

@@ -6,128 +6,18 @@ Each pipeline runs in its own process, so the set-once global providers are fres
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import threading
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tests.helpers.otlp import OtlpReceiver
 from tests.helpers.support import ROOT
-
-_DECODERS: dict[str, tuple[type[Any], type[Any]]] = {
-    "/v1/logs": (ExportLogsServiceRequest, ExportLogsServiceResponse),
-    "/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse),
-}
-
-
-@dataclass
-class Received:
-    path: str
-    content_type: str
-    content_encoding: str
-    message: Any
-
-
-class OtlpReceiver:
-    """Accepts OTLP/HTTP protobuf on `/v1/logs` and `/v1/traces`, like a Collector's otlp receiver."""
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.refused: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                encoding = (self.headers.get("Content-Encoding") or "").lower()
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                elif encoding == "deflate":
-                    body = zlib.decompress(body)
-                decoders = _DECODERS.get(self.path)
-                if decoders is None:
-                    receiver.refused.append(self.path)
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                request_type, response_type = decoders
-                receiver.requests.append(Received(self.path, self.headers.get("Content-Type", ""), encoding,
-                                                  request_type.FromString(body)))
-                reply = response_type().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def of(self, path: str) -> list[Received]:
-        return [r for r in self.requests if r.path == path]
-
-    def log_records(self) -> list[dict[str, Any]]:
-        out = []
-        for received in self.of("/v1/logs"):
-            for resource_logs in received.message.resource_logs:
-                resource = _attributes(resource_logs.resource.attributes)
-                for scope_logs in resource_logs.scope_logs:
-                    for record in scope_logs.log_records:
-                        out.append({
-                            "resource": resource, "scope": scope_logs.scope.name,
-                            "body": _value(record.body), "severity_number": record.severity_number,
-                            "severity_text": record.severity_text, "attrs": _attributes(record.attributes),
-                            "trace_id": record.trace_id.hex(), "span_id": record.span_id.hex(),
-                        })
-        return out
-
-    def spans(self) -> list[dict[str, Any]]:
-        out = []
-        for received in self.of("/v1/traces"):
-            for resource_spans in received.message.resource_spans:
-                resource = _attributes(resource_spans.resource.attributes)
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        out.append({"resource": resource, "scope": scope_spans.scope.name, "name": span.name,
-                                    "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex()})
-        return out
-
-
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
-
-
-def _attributes(attributes: Any) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in attributes}
 
 
 @pytest.fixture
