@@ -181,7 +181,7 @@ def test_the_browsers_log_records_reach_the_export_once_under_the_joined_session
         assert record["attrs"]["session.id"] == want["session"], record
         assert record["attrs"].get("user.id") == want["user"], record
         assert record["attrs"]["bot.launch_id"] == result["launchId"], record
-        assert record["attrs"]["otel_session.relayed_by"] == "bot-gateway", record
+        assert record["resource"]["otel_session.relayed_by"] == "bot-gateway", record
     by_body = {r["body"]: r for r in web}
     assert by_body["joined"]["attrs"]["web.event"] == "joined"
     assert by_body["a record that claims another session"]["attrs"]["web.event"] == "claim"
