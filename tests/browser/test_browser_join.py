@@ -118,6 +118,8 @@ def test_the_joins_root_span_links_the_browsers_fetch_span_and_server_timing_nam
     result = join_in(page, page_server, platform, **ids())
     assert result["ok"], (result, page.console_lines)
 
+    # the fetch instrumentation ends its span a little after the answer (it waits for the resource timing)
+    page.wait_for_function("window.__spans.some(s => (s.url || '').endsWith('/join'))", timeout=10_000)
     joins = [s for s in page.evaluate("window.__spans") if (s["url"] or "").endswith("/join")]
     assert len(joins) == 1, page.evaluate("window.__spans")
     fetch = joins[0]
