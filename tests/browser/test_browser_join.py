@@ -99,7 +99,7 @@ def test_an_unlisted_origin_is_refused_by_the_browser_and_never_reaches_redis(pa
     assert not result["ok"]
     assert result["errorName"] == "TypeError", result  # the preflight failed: fetch rejects, no answer to read
     assert posts == [f"{platform.gateway_url}/join"]  # the page did try
-    assert any("CORS" in line for line in page.console_lines), page.console_lines
+    wait_for(lambda: any("CORS" in line for line in page.console_lines), 5, what="Chromium's CORS message")
     time.sleep(1.0)  # an operator would have taken a queued job by now; nothing was queued
     keys = platform.keys
     assert platform.lock(want["room"]) is None
