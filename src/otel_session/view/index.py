@@ -569,7 +569,7 @@ class Index:
         }
 
     def session(self, session_id: str, after: int | None = None) -> dict[str, Any] | None:
-        """One session: its summary, `records` (in time order, each `Record.as_dict()` with `id`,
+        """One session: its summary (the number of records as `record_count`), `records` (in time order, each `Record.as_dict()` with `id`,
         `severity_number` and `time_ms` added), `spans` (every span of the traces its records belong to,
         and of the traces linked to those), `traces` and `events` (debug grants, buffer flushes).
         `after`: a `generation` from an earlier answer; then only the records and spans indexed since come
@@ -585,6 +585,7 @@ class Index:
             grants = self._grant_windows()
             answer = self._summary(row, self._services([session_id]).get(session_id, []), grants)
             answer["generation"] = self._generation
+            answer["record_count"] = answer.pop("records")  # `records` is the list below
             records = self._records(session_id, since)
             answer["truncated"] = len(records) > MAX_SESSION_RECORDS
             records = records[-MAX_SESSION_RECORDS:]

@@ -99,7 +99,7 @@
     const items = [
       ["user", s.user_id || "—"],
       ["services", s.services.join(", ")],
-      ["records", String(s.records)],
+      ["records", String(s.record_count)],
       ["warnings", String(s.warnings)],
       ["errors", String(s.errors)],
       ["first", day(s.first) + " " + clock(s.first)],
@@ -298,7 +298,7 @@
       const tx = x(t);
       axis.append(svg("line", {x1: tx, x2: tx, y1: AXIS - 4, y2: height, class: "grid"}));
       const label = svg("text", {x: tx, y: AXIS - 8, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle"});
-      label.textContent = "+" + duration(t - t0 - pad);
+      label.textContent = "+" + duration(Math.max(0, t - t0 - pad));
       axis.append(label);
     }
     root.append(axis);
