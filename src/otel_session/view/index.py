@@ -569,9 +569,10 @@ class Index:
         }
 
     def session(self, session_id: str, after: int | None = None) -> dict[str, Any] | None:
-        """One session: its summary (the number of records as `record_count`), `records` (in time order, each `Record.as_dict()` with `id`,
-        `severity_number` and `time_ms` added), `spans` (every span of the traces its records belong to,
-        and of the traces linked to those), `traces` and `events` (debug grants, buffer flushes).
+        """One session: its summary (the number of records as `record_count`), `records` (in time order,
+        each `Record.as_dict()` with `id`, `severity_number` and `time_ms` added), `spans` (every span of the
+        traces its records belong to, and of the traces linked to those), `traces` and `events` (debug grants,
+        buffer flushes).
         `after`: a `generation` from an earlier answer; then only the records and spans indexed since come
         back (the summary, `traces` and `events` are always whole): the page follows a session this way.
         None when no record carries this session id."""

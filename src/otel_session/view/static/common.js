@@ -1,5 +1,5 @@
 // Helpers shared by the pages. Every value that comes from the logs goes into the document as text
-// (textContent, text nodes, properties such as title), never as markup: no innerHTML anywhere.
+// (textContent, text nodes, properties such as title), never parsed as markup.
 "use strict";
 
 const OV = (() => {
