@@ -513,7 +513,12 @@
                                   () => showSpan(record.trace_id, record.span_id)) : ""),
     ];
     if (record.message.includes("\n")) parts.push(el("pre", {class: "message-full", text: record.message}));
-    if (Object.keys(attributes).length) parts.push(el("pre", {class: "attributes", text: JSON.stringify(attributes, null, 2)}));
+    const keys = Object.keys(attributes).sort();
+    if (keys.length) {
+      parts.push(el("table", {class: "kv attributes"}, ...keys.map((key) => el("tr", null,
+        el("th", {text: key}),
+        el("td", {text: typeof attributes[key] === "string" ? attributes[key] : JSON.stringify(attributes[key])})))));
+    }
     if (exception) parts.push(el("pre", {class: "exception", text: String(exception)}));
     return el("tr", {class: "details"}, el("td", {colspan: 6}, ...parts));
   }

@@ -1,0 +1,218 @@
+"""`otel-session view` in a real browser (Debian's Chromium under Playwright): the sessions page, one session
+written by three real service processes (the session handed on through the environment), hostile text shown
+as text, and a record appended while the page is open appearing without a reload. Screenshots go to the
+test's tmp dir."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+SESSION = "s-view-42"
+OTHER = "s-view-other"
+HOSTILE_BODY = '<img src=x onerror="window.__pwned=1;alert(1)">'
+HOSTILE_ATTRIBUTE = '<script>window.__pwned=2</script><img src=y onerror="window.__pwned=3">'
+
+# A service process: configured with the file exporter under its own name; it continues the session (and the
+# trace) it was handed in its environment (TRACEPARENT, BAGGAGE), and hands them on to the next service.
+SERVICE = textwrap.dedent(
+    """
+    import logging, os, subprocess, sys
+    from opentelemetry import trace
+    import otel_session
+
+    service, rest = sys.argv[1], sys.argv[2:]
+    telemetry = otel_session.configure(service_name=service, exporter="file", level="INFO")
+    log = logging.getLogger(service + ".work")
+    tracer = trace.get_tracer(service)
+    with otel_session.attach(otel_session.extract_env()):
+        with tracer.start_as_current_span(service + " handles the join"):
+            log.info("%s starts its part", service)
+            if service == "operator":
+                log.warning("%s", HOSTILE_BODY, extra={"evil.attribute": HOSTILE_ATTRIBUTE})
+            if rest:
+                env = dict(os.environ)
+                otel_session.inject_env(env)
+                subprocess.run([sys.executable, "-c", os.environ["SERVICE_SCRIPT"], *rest], env=env, check=True)
+            if service == "runner":
+                try:
+                    1 / 0
+                except ZeroDivisionError:
+                    log.exception("runner failed on purpose")
+            log.info("%s done", service)
+    telemetry.shutdown()
+    """
+).replace("HOSTILE_BODY", repr(HOSTILE_BODY)).replace("HOSTILE_ATTRIBUTE", repr(HOSTILE_ATTRIBUTE))
+
+# The first service opens the session (as the gateway does at the edge) and runs the others.
+EDGE = textwrap.dedent(
+    """
+    import os, subprocess, sys
+    import otel_session
+
+    session_id = sys.argv[1]
+    with otel_session.session(session_id=session_id, user_id="u-view", edge=True):
+        env = dict(os.environ)
+        otel_session.inject_env(env)
+        subprocess.run([sys.executable, "-c", os.environ["SERVICE_SCRIPT"], *sys.argv[2:]], env=env, check=True)
+    """
+)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OTEL_SESSION_LOG_DIR", "PYTHONPATH", "TRACEPARENT",
+                                                             "BAGGAGE", "TRACESTATE")}
+    return {**env, "SERVICE_SCRIPT": SERVICE, **extra}
+
+
+def run_services(logs: Path, session_id: str, *services: str) -> None:
+    subprocess.run([sys.executable, "-c", EDGE, session_id, *services], env=_env(OTEL_SESSION_LOG_DIR=str(logs)),
+                   check=True, timeout=120)
+
+
+@pytest.fixture
+def view(tmp_path) -> Iterator[tuple[str, Path]]:
+    logs = tmp_path / "logs"
+    run_services(logs, SESSION, "gateway", "operator", "runner")
+    run_services(logs, OTHER, "other-service")
+    proc = subprocess.Popen([sys.executable, "-m", "otel_session", "view", "--dir", str(logs), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout is not None
+    match = re.search(r"(http://\S+/)", proc.stdout.readline())
+    assert match
+    yield match.group(1), logs
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def page(tmp_path) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.dialogs = []
+        page.errors = []
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
+        yield page
+        context.close()
+        browser.close()
+
+
+def record_messages(page: Any) -> list[str]:
+    return page.eval_on_selector_all("#record-rows tr.record td.message > span:first-child",
+                                     "cells => cells.map(c => c.textContent)")
+
+
+def test_the_sessions_page_lists_the_sessions(view, page, tmp_path):
+    url, _ = view
+    page.goto(url)
+    page.wait_for_function("() => document.querySelectorAll('#rows tr').length >= 2")
+    rows = page.eval_on_selector_all("#rows tr", "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))")
+    by_id = {row[0]: row for row in rows}
+    assert set(by_id) == {SESSION, OTHER}
+    assert by_id[SESSION][1] == "u-view"
+    assert by_id[SESSION][2] == "gatewayoperatorrunner"  # three tags, in name order
+    assert by_id[SESSION][5] == "1"  # one error: the runner's failure
+    page.fill("#search", "other-service")
+    page.wait_for_function("() => document.querySelectorAll('#rows tr').length === 1")
+    assert page.text_content("#rows tr td a") == OTHER
+    page.screenshot(path=str(tmp_path / "view-sessions.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_a_session_page_shows_three_services_and_nothing_of_another_session(view, page, tmp_path):
+    url, _ = view
+    page.goto(url)
+    page.wait_for_selector("#rows tr a")
+    page.click(f"#rows a:text-is('{SESSION}')")
+    page.wait_for_url(re.compile(r"/sessions/"))
+    page.wait_for_function("() => document.querySelectorAll('#record-rows tr.record').length >= 8")
+    messages = record_messages(page)
+    assert messages[0] == "gateway starts its part"
+    assert {"operator starts its part", "runner starts its part", "runner failed on purpose", HOSTILE_BODY,
+            "gateway done"} <= set(messages)
+    assert len(messages) == 8
+    services = page.eval_on_selector_all("#record-rows tr.record td.service", "cells => cells.map(c => c.textContent)")
+    assert set(services) == {"gateway", "operator", "runner"}
+    lanes = page.eval_on_selector_all("svg .lane.service .lane-label", "labels => labels.map(l => l.firstChild.data)")
+    assert lanes == ["gateway", "operator", "runner"]
+    assert page.locator("svg .mark").count() == 8
+    body = page.text_content("body")
+    assert "other-service" not in body and OTHER not in body
+    # the exception's text on demand, and a record's trace one click away
+    page.click("#record-rows tr.record.error")
+    assert "ZeroDivisionError" in page.text_content("#record-rows tr.details pre.exception")
+    page.click("#record-rows tr.details button.id >> nth=0")
+    page.wait_for_selector("#f-trace:not([hidden])")
+    assert len(record_messages(page)) == 8  # one trace across the three processes
+    page.screenshot(path=str(tmp_path / "view-session.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_hostile_text_is_shown_as_text_and_runs_nothing(view, page, tmp_path):
+    url, _ = view
+    page.goto(url + "sessions/" + SESSION)
+    page.wait_for_function("() => document.querySelectorAll('#record-rows tr.record').length >= 8")
+    scripts = page.evaluate("document.querySelectorAll('script').length")
+    row = page.locator("#record-rows tr.record", has_text="onerror").first
+    row.click()  # its attributes, on demand
+    page.wait_for_selector("#record-rows tr.details table.attributes")
+    cells = page.eval_on_selector_all("#record-rows tr.details table.attributes td",
+                                      "cells => cells.map(c => c.textContent)")
+    assert HOSTILE_ATTRIBUTE in cells
+    assert HOSTILE_BODY in record_messages(page)
+    page.hover("svg .mark.warn rect")  # its tooltip: an SVG <title>, text
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    assert page.evaluate("document.querySelectorAll('script').length") == scripts == 2
+    assert page.evaluate("document.querySelectorAll('[onerror]').length") == 0
+    assert page.evaluate("window.__pwned === undefined")
+    assert page.dialogs == []
+    page.screenshot(path=str(tmp_path / "view-hostile.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_a_record_appended_while_the_page_is_open_appears_without_a_reload(view, page, tmp_path):
+    url, logs = view
+    page.goto(url + "sessions/" + SESSION)
+    page.wait_for_function("() => document.querySelectorAll('#record-rows tr.record').length >= 8")
+    page.evaluate("window.__same_page = true")
+    run_services(logs, SESSION, "late-service")  # a fourth process joins the session
+    written = time.monotonic()
+    page.wait_for_function("() => document.querySelectorAll('#record-rows tr.record').length >= 10", timeout=10_000)
+    seen_after = time.monotonic() - written
+    assert "late-service starts its part" in record_messages(page)
+    assert page.evaluate("window.__same_page === true")  # no reload
+    lanes = page.eval_on_selector_all("svg .lane.service .lane-label", "labels => labels.map(l => l.firstChild.data)")
+    assert lanes[-1] == "late-service"
+    assert seen_after < 2.0, f"the appended records took {seen_after:.2f} s to appear"
+    page.screenshot(path=str(tmp_path / "view-live.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_an_unknown_session_says_so(view, page):
+    url, _ = view
+    page.goto(url + "sessions/" + "no-such%3Cb%3Esession")
+    page.wait_for_selector("#missing:not([hidden])")
+    assert 'no-such<b>session' in page.text_content("#missing")
+    assert page.evaluate("document.querySelectorAll('b').length") == 0
