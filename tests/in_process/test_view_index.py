@@ -286,9 +286,22 @@ def test_buffer_flushes_and_debug_grants_are_the_sessions_events(index):
     assert (by_id["s-g"]["buffered"], by_id["s-g"]["granted"]) == (False, True)
     assert by_id["s-late"]["granted"] is False  # its user's grant had expired before it logged
     flushes = index.session("s-f")["events"]
-    assert flushes == [{"kind": "flush", "time": "2026-11-30T00:53:20.001000Z", "time_ms": flushes[0]["time_ms"],
+    notice = index.session("s-f")["records"][2]
+    assert "evicted" in notice["message"]
+    # placed at the flush (its eviction notice is made by it), not at the time the first held record was made
+    assert flushes == [{"kind": "flush", "time": notice["time"], "time_ms": notice["time_ms"],
                         "service": "runner", "trace_id": TRACE_B, "records": 1, "evicted": 2,
-                        "record_id": flushes[0]["record_id"]}]
+                        "record_id": notice["id"], "first_held": "2026-11-30T00:53:20.001000Z"}]
+    # without a notice: at the failure that set it off
+    with (index.directory / "a.jsonl").open("a") as out:
+        out.write(line(record("held", at_ms=10, session="s-h", severity=5, level="DEBUG", trace=TRACE_A,
+                              **{"otel_session.buffered": True}),
+                       record("unrelated failure", at_ms=11, session="s-h", severity=17, level="ERROR"),
+                       record("the failure", at_ms=12, session="s-h", severity=17, level="ERROR", trace=TRACE_A),
+                       service="runner"))
+    index.refresh()
+    [held] = index.session("s-h")["events"]
+    assert (held["time"], held["records"]) == ("2026-11-30T00:53:20.012000Z", 1)
     grants = index.session("s-g")["events"]
     assert [(e["kind"], e["event"], e["grant_id"], e["target"], e["by"]) for e in grants] == [
         ("grant", "created", "g-1", "session s-g", "ada"), ("grant", "created", "g-2", "user u-g", None)]

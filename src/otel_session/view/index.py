@@ -672,6 +672,9 @@ class Index:
                 "expires": iso_time(int(expires * 1e9)) if expires is not None else None,
                 "service": service, "by": by, "reason": reason, "record_id": record_id,
             })
+        # A flush exports records held earlier, with their own times: the event is placed at its eviction notice
+        # (made by the flush), else at the failure that set it off (the trace's first ERROR record after the
+        # records held), else at the last record it exported.
         flushes: dict[tuple[str, str | None], dict[str, Any]] = {}
         for record_id, at, service, trace_id, flags, attributes in self._db.execute(
                 "SELECT id, time, service, trace_id, flags, attributes FROM records WHERE session_id = ? "
@@ -679,14 +682,25 @@ class Index:
             key = (service, trace_id)
             flush = flushes.get(key)
             if flush is None:
-                flush = flushes[key] = {"kind": "flush", "time": iso_time(at), "time_ms": _ms(at),
-                                        "service": service, "trace_id": trace_id, "records": 0, "evicted": 0,
-                                        "record_id": record_id}
+                flush = flushes[key] = {"kind": "flush", "service": service, "trace_id": trace_id, "records": 0,
+                                        "evicted": 0, "record_id": record_id, "first_held": iso_time(at)}
             if flags & FLAG_EVICTED:
+                flush["notice"] = (record_id, at)
                 with contextlib.suppress(ValueError, TypeError, AttributeError):
                     flush["evicted"] += int(json.loads(attributes).get(EVICTED, 0))
             else:
                 flush["records"] += 1
+                flush["last"] = at
+        for flush in flushes.values():
+            last = flush.pop("last", None)
+            found = flush.pop("notice", None)
+            if found is None and last is not None:
+                found = self._db.execute(
+                    "SELECT id, time FROM records WHERE session_id = ? AND trace_id IS ? AND severity >= ? "
+                    "AND time >= ? ORDER BY time, id LIMIT 1", (session_id, flush["trace_id"], ERROR, last)).fetchone()
+            record_id, at = found if found is not None else (flush["record_id"], last)
+            flush["record_id"] = record_id
+            flush["time"], flush["time_ms"] = iso_time(at), _ms(at)
         events.extend(flushes.values())
         events.sort(key=lambda e: e["time_ms"])
         return events
