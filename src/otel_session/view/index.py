@@ -40,7 +40,7 @@ from otel_session._keys import BUFFERED, EVICTED, SESSION_ID, USER_ID
 from otel_session._otlp_json import decode_request
 from otel_session._record import Record, iso_time
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHUNK = 4 << 20  # bytes read at a time
 COMMIT_EVERY = 50_000  # rows per transaction during a long build
 MAX_SKIPPED_KEPT = 20  # unreadable lines remembered per file (all are counted)
@@ -92,6 +92,10 @@ CREATE TABLE span_links(trace_id TEXT NOT NULL, linked_trace_id TEXT NOT NULL);
 CREATE INDEX links_from ON span_links(trace_id);
 CREATE INDEX links_to ON span_links(linked_trace_id);
 """
+# The messages of session records, for search: substrings of 3 characters or more are found through the
+# index (SQLite's FTS5 trigram tokenizer, 3.34 and later); without it a search scans the records.
+_TEXTS = ("CREATE VIRTUAL TABLE texts USING fts5(message, content='records', content_rowid='id', "
+          "tokenize='trigram', detail='none')")
 
 
 @dataclass
@@ -171,6 +175,7 @@ class Index:
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB
         self._init_schema()
         self._generation = int(self._meta("generation") or 0)
+        self._texts = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'texts'").fetchone() is not None
         self.last_refresh: IndexStats | None = None
         self.last_refresh_at: float | None = None
         self.totals = IndexStats()
@@ -193,6 +198,8 @@ class Index:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 self._db.execute(statement)
+        with contextlib.suppress(sqlite3.OperationalError):  # an SQLite without FTS5 or its trigram tokenizer
+            self._db.execute(_TEXTS)
         self._db.execute("INSERT INTO meta VALUES ('directory', ?), ('generation', '0')", (source,))
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.execute("COMMIT")
@@ -455,6 +462,9 @@ class Index:
                 "INSERT INTO records(gen, time, severity, level, service, logger, message, session_id, user_id, "
                 "trace_id, span_id, flags, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 batch.records)
+            if self._texts:
+                db.execute("INSERT INTO texts(rowid, message) SELECT id, message FROM records "
+                           "WHERE id >= ? AND session_id IS NOT NULL", (first_id,))
             audit_rows = []
             for record, position in batch.audit:
                 attributes = record.attributes
@@ -504,17 +514,30 @@ class Index:
                     "SELECT session_id, user_id, records, warnings, errors, first, last, buffered FROM sessions "
                     "ORDER BY last DESC LIMIT ?", (limit,)).fetchall()
             else:
-                pattern = _like(query.strip())
-                rows = self._db.execute(
-                    "SELECT session_id, user_id, records, warnings, errors, first, last, buffered FROM sessions "
-                    "WHERE session_id LIKE ?1 ESCAPE '\\' OR user_id LIKE ?1 ESCAPE '\\' OR session_id IN "
-                    "(SELECT session_id FROM records WHERE session_id IS NOT NULL AND message LIKE ?1 ESCAPE '\\') "
-                    "ORDER BY last DESC LIMIT ?2", (pattern, limit)).fetchall()
+                rows = self._search(query.strip(), limit)
             if not rows:
                 return []
             services = self._services([row[0] for row in rows])
             grants = self._grant_windows()
             return [self._summary(row, services.get(row[0], []), grants) for row in rows]
+
+    def _search(self, text: str, limit: int) -> list[tuple[Any, ...]]:
+        pattern = _like(text)
+        columns = "session_id, user_id, records, warnings, errors, first, last, buffered"
+        found = self._db.execute(
+            f"SELECT {columns} FROM sessions WHERE session_id LIKE ?1 ESCAPE '\\' OR user_id LIKE ?1 ESCAPE '\\'",
+            (pattern,)).fetchall()
+        if self._texts and len(text) >= 3 and not any(c in text for c in "%_\\"):
+            # the trigram index answers LIKE without ESCAPE; nothing in the text needs escaping
+            matching = "SELECT rowid FROM texts WHERE message LIKE ?1"
+            pattern = f"%{text}%"
+        else:
+            matching = "SELECT id FROM records WHERE session_id IS NOT NULL AND message LIKE ?1 ESCAPE '\\'"
+        found += self._db.execute(
+            f"SELECT {columns} FROM sessions WHERE session_id IN "
+            f"(SELECT DISTINCT session_id FROM records WHERE id IN ({matching}))", (pattern,)).fetchall()
+        unique = {row[0]: row for row in found}
+        return sorted(unique.values(), key=lambda row: (row[6], row[0]), reverse=True)[:limit]
 
     def _services(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
