@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
@@ -23,12 +23,12 @@ from opentelemetry.sdk._logs.export import (
     SimpleLogRecordProcessor,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_session import _diagnostics, _sdk, _stdlib
 from otel_session._buffer import BufferSettings, BufferStats
-from otel_session._file_exporter import OtlpJsonFileExporter, log_dir
+from otel_session._file_exporter import OtlpJsonFileExporter, OtlpJsonFileSpanExporter, log_dir
 from otel_session._handler import BridgeHandler
 from otel_session._levels import default_level, parse_level
 from otel_session._processor import SessionLogProcessor
@@ -54,7 +54,7 @@ class Telemetry:
     memory_exporter: InMemoryLogRecordExporter | None = None
     attached: bool = False  # True when the providers were someone else's
     _owned: bool = field(default=False, repr=False)
-    span_processor: BatchSpanProcessor | None = None  # OTLP span export, when configure() added it
+    span_processor: BatchSpanProcessor | None = None  # span export (OTLP or file), when configure() added it
 
     @property
     def current(self) -> bool:
@@ -93,6 +93,33 @@ class Telemetry:
             self.span_processor.force_flush()
 
 
+class _SpanRoute(SpanExporter):
+    """The one exporter behind our span processor: where spans go follows the logs' exporter (`otlp` to the
+    Collector, `file` beside the log files), re-pointed by each configure(); any other exporter drops them."""
+
+    def __init__(self) -> None:
+        self.target: SpanExporter | None = None
+        self.key: tuple[str, str] | None = None  # what the target writes to
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        target = self.target
+        return target.export(spans) if target is not None else SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        target = self.target
+        return target.force_flush(timeout_millis) if target is not None else True
+
+    def shutdown(self) -> None:
+        self.point(None, None)
+
+    def point(self, key: tuple[str, str] | None, build: Callable[[], SpanExporter] | None) -> None:
+        if key == self.key and self.target is not None:
+            return  # the same place: keep the exporter (an OTLP connection, an open file)
+        old, self.target, self.key = self.target, build() if build is not None else None, key
+        if old is not None:
+            old.shutdown()
+
+
 class _Built:
     """What configure() built and must remember across calls (OTel's providers are set once)."""
 
@@ -100,6 +127,7 @@ class _Built:
         self.telemetry: Telemetry | None = None
         self.own_tracer_provider: TracerProvider | None = None
         self.span_processor: BatchSpanProcessor | None = None
+        self.span_route = _SpanRoute()
         self.warned_names: set[str] = set()
 
 
@@ -171,18 +199,40 @@ def _build_pipeline(
     return name, built, BatchLogRecordProcessor(built), True
 
 
-def _export_spans(exporter_name: str) -> BatchSpanProcessor | None:
-    """Add the OTLP span processor once, to our own TracerProvider only; it is never removed."""
-    if (
-        _built.span_processor is None
-        and exporter_name == "otlp"
-        and _built.own_tracer_provider is not None
-        and os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() != "none"
-    ):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+_REPOINT_FLUSH_MS = 5000  # re-pointing never waits long on an unreachable Collector
+_Target = tuple[tuple[str, str] | None, Callable[[], SpanExporter] | None]
 
-        _built.span_processor = BatchSpanProcessor(OTLPSpanExporter())
+
+def _span_target(exporter_name: str, service_name: str) -> _Target:
+    """Where spans go for this log exporter (a key naming the place, and how to build its exporter)."""
+    if exporter_name == "file":
+        directory = log_dir()
+        return ("file", str(directory.resolve())), lambda: OtlpJsonFileSpanExporter(directory, service_name)
+    if exporter_name == "otlp":
+        def otlp() -> SpanExporter:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            return OTLPSpanExporter()
+
+        return ("otlp", ""), otlp
+    return None, None
+
+
+def _export_spans(exporter_name: str, service_name: str) -> BatchSpanProcessor | None:
+    """Point our span exporter where the logs go; add its processor once, to our own TracerProvider only,
+    the first time the logs go to `otlp` or `file`. The SDK cannot remove a span processor: a later
+    exporter that writes no spans re-points it to nowhere."""
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none" or _built.own_tracer_provider is None:
+        return _built.span_processor
+    key, build = _span_target(exporter_name, service_name)
+    if _built.span_processor is None:
+        if build is None:
+            return None
+        _built.span_processor = BatchSpanProcessor(_built.span_route)
         _built.own_tracer_provider.add_span_processor(_built.span_processor)
+    elif key != _built.span_route.key:
+        _built.span_processor.force_flush(_REPOINT_FLUSH_MS)  # what was queued goes where it was meant to
+    _built.span_route.point(key, build)
     return _built.span_processor
 
 
@@ -303,7 +353,7 @@ def configure(
             old.force_flush()
             if old_owned:
                 old.shutdown()
-        span_processor = _export_spans(exporter_name)
+        span_processor = _export_spans(exporter_name, actual)
         _install_handler(logger_provider)
         _diagnostics.install()
         STATE.route_buffered = _stdlib.route_buffered

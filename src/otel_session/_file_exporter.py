@@ -1,5 +1,5 @@
-"""Logs as OTLP JSON lines in a local directory, one file a process, in the format a Collector's `file`
-exporter writes, so one reader serves both (docs/internals.md).
+"""Logs and spans as OTLP JSON lines in a local directory, one file a process and signal, in the format a
+Collector's `file` exporter writes, so one reader serves both (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -9,14 +9,16 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_session._diagnostics import internal
-from otel_session._otlp_json import encode_json_line
+from otel_session._otlp_json import encode_json_line, encode_spans_json_line
 
 DEFAULT_DIR = "./.otel-session/logs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -26,7 +28,7 @@ def log_dir(env: dict[str, str] | None = None) -> Path:
     return Path((env if env is not None else os.environ).get("OTEL_SESSION_LOG_DIR") or DEFAULT_DIR)
 
 
-_live: weakref.WeakSet[OtlpJsonFileExporter] = weakref.WeakSet()
+_live: weakref.WeakSet[_JsonLinesFile] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -38,8 +40,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class OtlpJsonFileExporter(LogRecordExporter):
-    """Appends each batch as one OTLP-JSON line to `<directory>/<service>.<pid>.jsonl`."""
+class _JsonLinesFile:
+    """One process's OTLP-JSON lines file, `<directory>/<service>.<pid><suffix>`: one whole line per `write`,
+    a torn last line closed with a newline before the next, a forked child writing its own file."""
+
+    suffix = ".jsonl"
+    signal = "log records"
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, service_name: str = "unknown_service") -> None:
         self.directory = Path(directory) if directory is not None else log_dir()
@@ -55,7 +61,7 @@ class OtlpJsonFileExporter(LogRecordExporter):
     @property
     def path(self) -> Path:
         name = _UNSAFE.sub("_", self.service_name) or "unknown_service"
-        return self.directory / f"{name}.{os.getpid()}.jsonl"
+        return self.directory / f"{name}.{os.getpid()}{self.suffix}"
 
     def _open(self) -> int:
         pid = os.getpid()
@@ -79,13 +85,12 @@ class OtlpJsonFileExporter(LogRecordExporter):
             self._fd = None
         self._torn = False
 
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
+    def _append(self, encode: Callable[[], str], count: int) -> bool:
+        """Append one encoded line; False (reported on stderr, never raised) when it could not be written."""
         if self._shutdown:
-            return LogRecordExportResult.FAILURE
-        if not batch:
-            return LogRecordExportResult.SUCCESS
+            return False
         try:
-            data = encode_json_line(batch).encode("utf-8")
+            data = encode().encode("utf-8")
             with self._lock:
                 fd = self._open()
                 if self._torn:
@@ -101,17 +106,49 @@ class OtlpJsonFileExporter(LogRecordExporter):
         except Exception as exc:
             self.failures += 1
             if self.failures == 1 or self.failures % 100 == 0:
-                internal.error("otel_session: could not write %d log records to %s: %s (%d failed exports)",
-                               len(batch), self.path, exc, self.failures)
-            return LogRecordExportResult.FAILURE
-        return LogRecordExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+                internal.error("otel_session: could not write %d %s to %s: %s (%d failed exports)",
+                               count, self.signal, self.path, exc, self.failures)
+            return False
         return True
 
-    def shutdown(self) -> None:
+    def _close(self) -> None:
         with self._lock:
             self._shutdown = True
             if self._fd is not None and self._fd_pid == os.getpid():
                 os.close(self._fd)
             self._fd = None
+
+
+class OtlpJsonFileExporter(_JsonLinesFile, LogRecordExporter):
+    """Appends each batch of log records as one OTLP-JSON line to `<directory>/<service>.<pid>.jsonl`."""
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
+        ok = self._shutdown is False and (not batch or self._append(lambda: encode_json_line(batch), len(batch)))
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        self._close()
+
+
+class OtlpJsonFileSpanExporter(_JsonLinesFile, SpanExporter):
+    """Appends each batch of spans as one OTLP-JSON traces line to `<directory>/<service>.<pid>.spans.jsonl`,
+    beside the log file of the same process."""
+
+    suffix = ".spans.jsonl"
+    signal = "spans"
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        ok = self._shutdown is False and (not spans or self._append(lambda: encode_spans_json_line(spans), len(spans)))
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        self._close()
+
+
+__all__ = ["DEFAULT_DIR", "OtlpJsonFileExporter", "OtlpJsonFileSpanExporter", "log_dir"]

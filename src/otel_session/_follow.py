@@ -16,9 +16,11 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from otel_session._otlp_json import decode_request
+from otel_session._otlp_json import LOGS, OTHER, TRACES, Decoded, decode_line
 from otel_session._record import Record
+from otel_session._span import Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +105,26 @@ def find_log_files(path: str | os.PathLike[str], stats: ReadStats | None = None)
     return found
 
 
-def _decode_into(line: bytes, log_filter: LogFilter, out: list[Record]) -> bool:
-    """Decode one line, append its matching records; False when the line is unreadable."""
+class Chunk(NamedTuple):
+    """What one line of a file held: `kind` is `"logs"` (its `records`), `"traces"` (its `spans`), `"other"`
+    (metrics, profiles: nothing to show) or `"bad"` (unreadable: counted in `ReadStats` too). `start` and
+    `end` are the line's byte offsets (of the uncompressed text, for a `.gz` file): read on from `end`."""
+
+    kind: str
+    records: list[Record]
+    spans: list[Span]
+    start: int
+    end: int
+
+
+BAD = "bad"
+
+
+def _decoded(line: bytes, spans: bool) -> Decoded | None:
     try:
-        records = decode_request(line)
+        return decode_line(line, spans=spans)
     except (ValueError, TypeError, RecursionError):
-        return False
-    out.extend(r for r in records if log_filter.matches(r))
-    return True
+        return None
 
 
 def read_file(path: str | os.PathLike[str], log_filter: LogFilter | None = None,
@@ -118,6 +132,32 @@ def read_file(path: str | os.PathLike[str], log_filter: LogFilter | None = None,
     """The matching records of one whole file (plain or gzip), streamed line by line."""
     tail = _FileTail(Path(path))
     yield from tail.read(log_filter or LogFilter(), stats if stats is not None else ReadStats(), final=True)
+
+
+def read_chunks(path: str | os.PathLike[str], offset: int = 0, *, final: bool = False,
+                stats: ReadStats | None = None) -> Iterator[Chunk]:
+    """One file (plain or gzip) read from byte `offset` on, a `Chunk` a line: log records, spans, or a bad
+    line, each with the offset to read on from. A last line without its newline that does not parse yet (a
+    writer mid-write) is left for the next call, unless `final`, when it is a bad line. A file now shorter
+    than `offset` (truncated in place) is read from its start: the first chunk's `start` is then below
+    `offset`. A file that does not exist (rotated away) gives nothing."""
+    tail = _FileTail(Path(path), offset)
+    yield from tail.chunks(stats if stats is not None else ReadStats(), final=final)
+
+
+def read_spans(path: str | os.PathLike[str], *, stats: ReadStats | None = None) -> list[Span]:
+    """Every span under `path` (a directory or one file: our `*.spans.jsonl` files, a Collector's traces
+    file, rotated and `.gz` ones), in start-time order. Log lines are skipped silently; unreadable lines
+    and files are counted in `stats`."""
+    stats = stats if stats is not None else ReadStats()
+    spans = [span for file in find_log_files(path, stats)
+             for chunk in read_chunks(file, final=True, stats=stats) for span in chunk.spans]
+    spans.sort(key=_start)
+    return spans
+
+
+def _start(span: Span) -> int:
+    return span.start_unix_nano
 
 
 class _FileTail:
@@ -136,11 +176,19 @@ class _FileTail:
         return self.path.name.endswith(".gz")
 
     def read(self, log_filter: LogFilter, stats: ReadStats, *, final: bool) -> Iterator[Record]:
+        """The matching log records of what was appended since the last read; span lines are not log lines."""
+        for chunk in self.chunks(stats, final=final, spans=False):
+            for record in chunk.records:
+                if log_filter.matches(record):
+                    yield record
+
+    def chunks(self, stats: ReadStats, *, final: bool, spans: bool = True) -> Iterator[Chunk]:
+        """A chunk a line read since the last call (span lines decoded only when `spans`)."""
         if self.done:
             return
         if self.compressed:
             self.done = True
-            yield from self._read_gzip(log_filter, stats)
+            yield from self._read_gzip(stats, spans)
             return
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed below, generator-safe
@@ -156,40 +204,45 @@ class _FileTail:
                     self.offset = 0
                 handle.seek(self.offset)
                 self.pending = False
-                batch: list[Record] = []
                 for line in handle:
-                    complete = line.endswith(b"\n")
+                    start = self.offset
                     if not line.strip():
                         self.offset += len(line)
                         continue
-                    if _decode_into(line, log_filter, batch):
-                        self.offset += len(line)
-                    elif complete or final:
-                        self.offset += len(line)
+                    decoded = _decoded(line, spans)
+                    if decoded is None:
+                        if not (line.endswith(b"\n") or final):
+                            self.pending = True  # a writer mid-write: read it again next time
+                            break
                         stats.bad_line(self.path)
-                    else:
-                        self.pending = True  # a writer mid-write: read it again next time
-                        break
-                    if batch:
-                        yield from batch
-                        batch.clear()
+                    self.offset += len(line)
+                    yield _chunk(decoded, start, self.offset)
             except OSError as exc:
                 stats.unreadable(self.path, exc.strerror or exc)
 
-    def _read_gzip(self, log_filter: LogFilter, stats: ReadStats) -> Iterator[Record]:
-        batch: list[Record] = []
+    def _read_gzip(self, stats: ReadStats, spans: bool) -> Iterator[Chunk]:
+        position = 0
         try:
             with gzip.open(self.path, "rb") as handle:
                 for line in handle:
-                    if line.strip() and not _decode_into(line, log_filter, batch):
+                    start, position = position, position + len(line)
+                    if start < self.offset or not line.strip():
+                        continue
+                    decoded = _decoded(line, spans)
+                    if decoded is None:
                         stats.bad_line(self.path)
-                    if batch:
-                        yield from batch
-                        batch.clear()
+                    self.offset = position
+                    yield _chunk(decoded, start, position)
         except FileNotFoundError:
             return
         except (OSError, EOFError, zlib.error) as exc:  # not gzip, or cut short
             stats.unreadable(self.path, getattr(exc, "strerror", None) or exc)
+
+
+def _chunk(decoded: Decoded | None, start: int, end: int) -> Chunk:
+    if decoded is None:
+        return Chunk(BAD, [], [], start, end)
+    return Chunk(decoded.kind, decoded.records, decoded.spans, start, end)
 
 
 def _last(records: Iterable[Record], limit: int | None) -> list[Record]:
@@ -203,31 +256,19 @@ def _time(record: Record) -> int:
     return record.time_unix_nano
 
 
-class LogTail:
-    """The log files of a directory (or one file), read incrementally.
+class _Files:
+    """The files of a directory (or one file), each with its read position, tracked by inode: a file a
+    Collector renames while rotating keeps its position; a gone file is forgotten, so a reused inode starts
+    from 0; a `.gz` file that appears after the first listing is never read (it holds what was already read
+    under its uncompressed name)."""
 
-    The first `read()` returns the matching records already there; each later one returns what was
-    appended since, including files that appeared. Files are tracked by inode, so a file a Collector
-    renames while rotating is continued, not read again; a file truncated in place is read from its
-    start. Compressed rotated files (`*.gz`) are read by the first `read()` only: one that appears
-    later holds what was already read under its uncompressed name.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], log_filter: LogFilter | None = None,
-                 stats: ReadStats | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], stats: ReadStats | None = None) -> None:
         self.path = Path(path)
-        self.filter = log_filter or LogFilter()
         self.stats = stats if stats is not None else ReadStats()
         self._files: dict[tuple[int, int], _FileTail] = {}
         self._first = True
 
-    def read(self, *, limit: int | None = None, final: bool = False) -> list[Record]:
-        """New matching records in time order (the last `limit` of them when given). With
-        `final=True`, an incomplete last line counts as unreadable instead of waiting for the
-        rest of it. Raises `FileNotFoundError` when the path does not exist."""
-        return _last(self._read(final), limit)
-
-    def _read(self, final: bool) -> Iterator[Record]:
+    def _tails(self) -> list[_FileTail]:
         first, self._first = self._first, False
         try:
             paths = find_log_files(self.path, self.stats)
@@ -253,9 +294,8 @@ class LogTail:
                 tail.done = not first and tail.compressed
             tail.path = path  # renamed files keep their position
             seen[key] = tail
-        self._files = seen  # forget files that are gone, so a reused inode starts from 0
-        for tail in seen.values():
-            yield from tail.read(self.filter, self.stats, final=final)
+        self._files = seen
+        return list(seen.values())
 
     def finish(self) -> None:
         """Count the incomplete last lines still waiting as unreadable (a follower stopping)."""
@@ -263,6 +303,47 @@ class LogTail:
             if tail.pending:
                 tail.pending = False
                 self.stats.bad_line(tail.path)
+
+
+class LogTail(_Files):
+    """The log files of a directory (or one file), read incrementally.
+
+    The first `read()` returns the matching records already there; each later one returns what was
+    appended since, including files that appeared. Files are tracked by inode, so a file a Collector
+    renames while rotating is continued, not read again; a file truncated in place is read from its
+    start. Compressed rotated files (`*.gz`) are read by the first `read()` only: one that appears
+    later holds what was already read under its uncompressed name. Span lines are not log lines:
+    skipped undecoded, never counted.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], log_filter: LogFilter | None = None,
+                 stats: ReadStats | None = None) -> None:
+        super().__init__(path, stats)
+        self.filter = log_filter or LogFilter()
+
+    def read(self, *, limit: int | None = None, final: bool = False) -> list[Record]:
+        """New matching records in time order (the last `limit` of them when given). With
+        `final=True`, an incomplete last line counts as unreadable instead of waiting for the
+        rest of it. Raises `FileNotFoundError` when the path does not exist."""
+        return _last(self._read(final), limit)
+
+    def _read(self, final: bool) -> Iterator[Record]:
+        for tail in self._tails():
+            yield from tail.read(self.filter, self.stats, final=final)
+
+
+class ChunkTail(_Files):
+    """Every OTLP-JSON file of a directory (or one file), logs and traces alike, read incrementally, each
+    file once: what an indexer wants. Files are followed as `LogTail` follows them (by inode, rotation,
+    truncation, `.gz` read by the first `read()` only)."""
+
+    def read(self, *, final: bool = False) -> Iterator[tuple[Path, Chunk]]:
+        """(file, chunk) for every line appended since the last read, file by file, in file order. With
+        `final=True`, an incomplete last line is a bad line instead of waiting for the rest of it. Raises
+        `FileNotFoundError` when the path does not exist at the first read."""
+        for tail in self._tails():
+            for chunk in tail.chunks(self.stats, final=final):
+                yield tail.path, chunk
 
 
 def read_records(path: str | os.PathLike[str], log_filter: LogFilter | None = None, *,
@@ -280,11 +361,19 @@ def read_logs(path: str | os.PathLike[str], log_filter: LogFilter | None = None,
 
 
 __all__ = [
+    "BAD",
+    "LOGS",
+    "OTHER",
+    "TRACES",
+    "Chunk",
+    "ChunkTail",
     "LogFilter",
     "LogTail",
     "ReadStats",
     "find_log_files",
+    "read_chunks",
     "read_file",
     "read_logs",
     "read_records",
+    "read_spans",
 ]

@@ -1,5 +1,6 @@
-"""OTLP JSON for logs: one `ExportLogsServiceRequest` a line, protobuf's JSON mapping with hex ids; what our
-file exporter and a Collector's `file` exporter write (docs/internals.md).
+"""OTLP JSON for logs and traces: one `ExportLogsServiceRequest` (or `ExportTraceServiceRequest`) a line,
+protobuf's JSON mapping with hex ids; what our file exporters and a Collector's `file` exporter write
+(docs/internals.md).
 """
 
 from __future__ import annotations
@@ -11,44 +12,69 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_session._keys import SERVICE_NAME
 from otel_session._levels import parse_level
 from otel_session._record import Record
 from otel_session._severity import BANDS, parse_severity, severity_of, severity_text
+from otel_session._span import KIND_ENUM_NAMES, STATUS_ENUM_NAMES, Span, SpanEvent, SpanLink
 
 UNKNOWN_SERVICE = "unknown_service"
+LOGS, TRACES, OTHER = "logs", "traces", "other"  # what a line holds (`line_kind`)
 # OTLP requests of other signals, which a Collector may write into the same file: not log lines, not errors.
+_SIGNALS = {"resourceLogs": LOGS, "resourceSpans": TRACES, "resourceMetrics": OTHER, "resourceProfiles": OTHER}
 _OTHER_SIGNALS = ("resourceSpans", "resourceMetrics", "resourceProfiles")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 class NotOtlpError(ValueError):
-    """A line that is JSON but not an OTLP `ExportLogsServiceRequest`."""
+    """A line that is JSON but not the OTLP request asked for (`ExportLogsServiceRequest`, or
+    `ExportTraceServiceRequest` for `decode_spans`)."""
 
 
 # --- encoding --------------------------------------------------------------------------------------
+
+
+def _hex(item: dict[str, Any], keys: tuple[str, ...] = ("traceId", "spanId")) -> None:
+    for key in keys:
+        if key in item:
+            item[key] = base64.b64decode(item[key]).hex()
 
 
 def _hex_ids(request: dict[str, Any]) -> dict[str, Any]:
     for resource_logs in request.get("resourceLogs", ()):
         for scope_logs in resource_logs.get("scopeLogs", ()):
             for record in scope_logs.get("logRecords", ()):
-                for key in ("traceId", "spanId"):
-                    if key in record:
-                        record[key] = base64.b64decode(record[key]).hex()
+                _hex(record)
+    for resource_spans in request.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                _hex(span, ("traceId", "spanId", "parentSpanId"))
+                for link in span.get("links", ()):
+                    _hex(link)
     return request
+
+
+def _line(message: Any) -> str:
+    request = MessageToDict(message, use_integers_for_enums=True)
+    return json.dumps(_hex_ids(request), separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def encode_json_line(batch: Sequence[ReadableLogRecord]) -> str:
     """One OTLP `ExportLogsServiceRequest` as a JSON line, newline included."""
-    message = MessageToDict(encode_logs(batch), use_integers_for_enums=True)
-    return json.dumps(_hex_ids(message), separators=(",", ":"), ensure_ascii=False) + "\n"
+    return _line(encode_logs(batch))
+
+
+def encode_spans_json_line(batch: Sequence[ReadableSpan]) -> str:
+    """One OTLP `ExportTraceServiceRequest` as a JSON line, newline included."""
+    return _line(encode_spans(batch))
 
 
 # --- decoding --------------------------------------------------------------------------------------
@@ -166,23 +192,32 @@ def _message(body: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def decode_request(line: str | bytes) -> list[Record]:
-    """The log records of one OTLP-JSON line, in file order. Raises `ValueError` (a `json` error,
-    or `NotOtlpError`) for a line that is not an OTLP request; an OTLP request of another signal
-    (spans, metrics) holds no log records and gives []."""
+def _service(resource: dict[str, Any]) -> str:
+    service = resource.get(SERVICE_NAME)
+    return service if isinstance(service, str) and service else UNKNOWN_SERVICE
+
+
+def _request(line: str | bytes) -> dict[str, Any]:
     request = json.loads(line)
     if not isinstance(request, dict):
         raise NotOtlpError("not a JSON object")
-    if "resourceLogs" not in request:
-        if any(key in request for key in _OTHER_SIGNALS):
-            return []
-        raise NotOtlpError("no resourceLogs")
+    return request
+
+
+def request_kind(request: dict[str, Any]) -> str | None:
+    """`LOGS`, `TRACES` or `OTHER` (metrics, profiles) for a decoded OTLP request; None if it is none of them."""
+    for key, kind in _SIGNALS.items():
+        if key in request:
+            return kind
+    return None
+
+
+def _records(request: dict[str, Any]) -> list[Record]:
     records: list[Record] = []
     for resource_logs in _list(request["resourceLogs"]):
         resource_logs = _dict(resource_logs)
         resource = key_values(_dict(resource_logs.get("resource")).get("attributes"))
-        service = resource.get(SERVICE_NAME)
-        service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
+        service = _service(resource)
         for scope_logs in _list(resource_logs.get("scopeLogs")):
             scope_logs = _dict(scope_logs)
             scope_name = _dict(scope_logs.get("scope")).get("name")
@@ -205,11 +240,128 @@ def decode_request(line: str | bytes) -> list[Record]:
     return records
 
 
+def decode_request(line: str | bytes) -> list[Record]:
+    """The log records of one OTLP-JSON line, in file order. Raises `ValueError` (a `json` error,
+    or `NotOtlpError`) for a line that is not an OTLP request; an OTLP request of another signal
+    (spans, metrics) holds no log records and gives []."""
+    request = _request(line)
+    if "resourceLogs" not in request:
+        if any(key in request for key in _OTHER_SIGNALS):
+            return []
+        raise NotOtlpError("no resourceLogs")
+    return _records(request)
+
+
+def _enum(value: object, names: dict[str, int], what: str) -> int:
+    if isinstance(value, str) and value in names:
+        return names[value]
+    number = _int(value)
+    if number < 0:
+        raise NotOtlpError(f"bad {what} {value!r}")
+    return number
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _required_id(value: object, size: int, what: str) -> str:
+    found = parse_id(value, size)
+    if found is None:
+        raise NotOtlpError(f"bad {what} {value!r}")
+    return found
+
+
+def _span(span: dict[str, Any], service: str, resource: dict[str, Any], scope: str) -> Span:
+    status = _dict(span.get("status"))
+    return Span(
+        trace_id=_required_id(span.get("traceId"), 16, "traceId"),
+        span_id=_required_id(span.get("spanId"), 8, "spanId"),
+        parent_span_id=parse_id(span.get("parentSpanId"), 8),
+        name=_text(span.get("name")),
+        kind=_enum(span.get("kind"), KIND_ENUM_NAMES, "span kind"),
+        start_unix_nano=_int(span.get("startTimeUnixNano")),
+        end_unix_nano=_int(span.get("endTimeUnixNano")),
+        status_code=_enum(status.get("code"), STATUS_ENUM_NAMES, "status code"),
+        status_message=_text(status.get("message")),
+        attributes=key_values(span.get("attributes")),
+        events=tuple(
+            SpanEvent(_text(event.get("name")), _int(event.get("timeUnixNano")), key_values(event.get("attributes")))
+            for event in map(_dict, _list(span.get("events")))
+        ),
+        links=tuple(
+            SpanLink(_required_id(link.get("traceId"), 16, "link traceId"),
+                     _required_id(link.get("spanId"), 8, "link spanId"), key_values(link.get("attributes")))
+            for link in map(_dict, _list(span.get("links")))
+        ),
+        service=service,
+        resource=resource,
+        scope=scope,
+    )
+
+
+def _spans(request: dict[str, Any]) -> list[Span]:
+    spans: list[Span] = []
+    for resource_spans in _list(request["resourceSpans"]):
+        resource_spans = _dict(resource_spans)
+        resource = key_values(_dict(resource_spans.get("resource")).get("attributes"))
+        service = _service(resource)
+        for scope_spans in _list(resource_spans.get("scopeSpans")):
+            scope_spans = _dict(scope_spans)
+            scope = _text(_dict(scope_spans.get("scope")).get("name"))
+            spans.extend(_span(_dict(span), service, resource, scope) for span in _list(scope_spans.get("spans")))
+    return spans
+
+
+def decode_spans(line: str | bytes) -> list[Span]:
+    """The spans of one OTLP-JSON traces line, in file order. Lenient about what protobuf's JSON mapping
+    allows (numbers as strings, enum names, base64 ids), strict about shape: raises `ValueError` (a `json`
+    error, or `NotOtlpError`) for a line that is not an OTLP request or a span without valid ids; an OTLP
+    request of another signal (logs, metrics) holds no spans and gives []."""
+    request = _request(line)
+    if "resourceSpans" not in request:
+        if request_kind(request) is not None:
+            return []
+        raise NotOtlpError("no resourceSpans")
+    return _spans(request)
+
+
+class Decoded(NamedTuple):
+    """What one line holds: its kind (`LOGS`, `TRACES` or `OTHER`), and its log records or its spans."""
+
+    kind: str
+    records: list[Record]
+    spans: list[Span]
+
+
+def decode_line(line: str | bytes, *, spans: bool = True) -> Decoded:
+    """One OTLP-JSON line of any signal, parsed once: logs give records, traces give spans (unless `spans`
+    is false: a reader of logs only skips them undecoded), metrics and profiles give nothing. Raises
+    `ValueError` (a `json` error, or `NotOtlpError`) for anything else."""
+    request = _request(line)
+    kind = request_kind(request)
+    if kind == LOGS:
+        return Decoded(LOGS, _records(request), [])
+    if kind == TRACES:
+        return Decoded(TRACES, [], _spans(request) if spans else [])
+    if kind == OTHER:
+        return Decoded(OTHER, [], [])
+    raise NotOtlpError("not an OTLP logs, traces, metrics or profiles request")
+
+
 __all__ = [
+    "LOGS",
+    "OTHER",
+    "TRACES",
+    "Decoded",
     "NotOtlpError",
     "any_value",
+    "decode_line",
     "decode_request",
+    "decode_spans",
     "encode_json_line",
+    "encode_spans_json_line",
     "key_values",
     "parse_id",
+    "request_kind",
 ]

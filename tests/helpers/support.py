@@ -29,12 +29,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: floa
 
 def otlp_records(directory: Path, by_time: bool = True) -> list[dict[str, Any]]:
     """Every log record in the OTLP-JSON files under `directory`, flattened for assertions: by
-    time, or (`by_time=False`) file by file in the order they were exported."""
+    time, or (`by_time=False`) file by file in the order they were exported. Span lines hold none."""
     out = []
     for path in sorted(directory.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             request = json.loads(line)
-            for resource_logs in request["resourceLogs"]:
+            for resource_logs in request.get("resourceLogs", ()):
                 resource = {a["key"]: a["value"]["stringValue"] for a in resource_logs["resource"]["attributes"]
                             if "stringValue" in a["value"]}
                 for scope_logs in resource_logs["scopeLogs"]:
