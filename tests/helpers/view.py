@@ -47,3 +47,28 @@ def line(*records: dict[str, Any], service: str = "svc", logger: str = "app") ->
         "scopeLogs": [{"scope": {"name": logger}, "logRecords": list(records)}],
     }]}
     return json.dumps(request, separators=(",", ":")) + "\n"
+
+
+def span(name: str, trace: str, span_id: str, *, parent: str | None = None, start_ms: float = 0,
+         end_ms: float = 1, links: tuple[tuple[str, str], ...] = (), error: bool = False,
+         **attributes: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "traceId": trace, "spanId": span_id, "name": name, "kind": 2,
+        "startTimeUnixNano": str(BASE_NS + int(start_ms * 1_000_000)),
+        "endTimeUnixNano": str(BASE_NS + int(end_ms * 1_000_000)),
+        "attributes": [{"key": k, "value": _value(v)} for k, v in attributes.items()],
+        "links": [{"traceId": t, "spanId": s} for t, s in links],
+        "status": {"code": 2, "message": "failed"} if error else {},
+    }
+    if parent:
+        out["parentSpanId"] = parent
+    return out
+
+
+def span_line(*spans: dict[str, Any], service: str = "svc") -> str:
+    """One `ExportTraceServiceRequest` line, newline included."""
+    request = {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"scope": {"name": service}, "spans": list(spans)}],
+    }]}
+    return json.dumps(request, separators=(",", ":")) + "\n"

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from otel_session.view.index import Index
-from tests.helpers.view import line, record
+from tests.helpers.view import line, record, span, span_line
 
 TRACE_A = "0af7651916cd43dd8448eb211c80319c"
 TRACE_B = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -306,3 +306,62 @@ def test_buffer_flushes_and_debug_grants_are_the_sessions_events(index):
     assert [(e["kind"], e["event"], e["grant_id"], e["target"], e["by"]) for e in grants] == [
         ("grant", "created", "g-1", "session s-g", "ada"), ("grant", "created", "g-2", "user u-g", None)]
     assert [e["grant_id"] for e in index.session("s-late")["events"]] == []
+
+
+TRACE_PAGE = "5b8efff798038103d269b633813fc60c"
+TRACE_ELSEWHERE = "6e0c63257de34c92bf9efcd03927272e"
+
+
+def test_a_session_has_the_spans_of_its_traces_and_of_the_traces_linked_to_them(index):
+    (index.directory / "gw.1.jsonl").write_text(
+        line(record("join", at_ms=1, session="s-1", trace=TRACE_A, span="a000000000000001"), service="gateway")
+        + line(record("other session", at_ms=1, session="s-2", trace=TRACE_ELSEWHERE), service="gateway"))
+    (index.directory / "gw.1.spans.jsonl").write_text(
+        span_line(span("POST /join", TRACE_A, "a000000000000001", start_ms=0, end_ms=10,
+                       links=((TRACE_PAGE, "c000000000000001"),)),
+                  span("enqueue", TRACE_A, "a000000000000002", parent="a000000000000001", start_ms=2, end_ms=3),
+                  span("elsewhere", TRACE_ELSEWHERE, "e000000000000001"), service="gateway"))
+    (index.directory / "page.spans.jsonl").write_text(
+        span_line(span("fetch /join", TRACE_PAGE, "c000000000000001", start_ms=-1, end_ms=11), service="browser"))
+    stats = index.refresh()
+    assert (stats.records, stats.spans, stats.skipped_lines) == (2, 4, 0)
+    answer = index.session("s-1")
+    assert [(s["name"], s["service"], s["linked"]) for s in answer["spans"]] == [
+        ("fetch /join", "browser", True), ("POST /join", "gateway", False), ("enqueue", "gateway", False)]
+    enqueue = answer["spans"][2]
+    assert (enqueue["parent_span_id"], enqueue["kind"], enqueue["status"]) == ("a000000000000001", "SERVER", "UNSET")
+    assert enqueue["end_ms"] - enqueue["start_ms"] == pytest.approx(1.0, abs=0.001)
+    assert answer["spans"][1]["links"] == [{"trace_id": TRACE_PAGE, "span_id": "c000000000000001", "attributes": {}}]
+    traces = {t["trace_id"]: t for t in answer["traces"]}
+    assert set(traces) == {TRACE_A, TRACE_PAGE}
+    assert (traces[TRACE_A]["linked"], traces[TRACE_A]["spans"], traces[TRACE_A]["root"]) == (False, 2, "POST /join")
+    assert (traces[TRACE_PAGE]["linked"], traces[TRACE_PAGE]["services"]) == (True, ["browser"])
+    # the linked trace's own session (none here) is not this session: its spans show, its records do not
+    assert [s["name"] for s in index.session("s-2")["spans"]] == ["elsewhere"]
+    status = {f["path"]: f for f in index.status()["files"]}
+    assert status["gw.1.spans.jsonl"]["spans"] == 3 and status["gw.1.spans.jsonl"]["records"] == 0
+
+
+def test_spans_that_arrive_later_come_with_after_and_links_count_both_ways(index):
+    (index.directory / "a.jsonl").write_text(line(record("r", session="s-1", trace=TRACE_A)))
+    index.refresh()
+    first = index.session("s-1")
+    assert first["spans"] == [] and [t["trace_id"] for t in first["traces"]] == [TRACE_A]
+    # a later trace that links back to the session's trace (a follow-up job, say) is a linked trace too
+    (index.directory / "a.spans.jsonl").write_text(
+        span_line(span("work", TRACE_A, "a000000000000009", start_ms=0, end_ms=5),
+                  span("follow-up", TRACE_B, "b000000000000001", start_ms=6, end_ms=8,
+                       links=((TRACE_A, "a000000000000009"),))))
+    index.refresh()
+    later = index.session("s-1", after=first["generation"])
+    assert later["records"] == []
+    assert [(s["name"], s["linked"]) for s in later["spans"]] == [("work", False), ("follow-up", True)]
+    assert index.session("s-1", after=later["generation"])["spans"] == []
+
+
+def test_a_span_that_carries_the_session_id_brings_its_trace(index):
+    (index.directory / "a.jsonl").write_text(line(record("r", session="s-1")))
+    (index.directory / "a.spans.jsonl").write_text(
+        span_line(span("baggage on the span", TRACE_B, "b000000000000001", **{"session.id": "s-1"})))
+    index.refresh()
+    assert [s["name"] for s in index.session("s-1")["spans"]] == ["baggage on the span"]

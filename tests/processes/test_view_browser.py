@@ -40,15 +40,21 @@ SERVICE = textwrap.dedent(
     telemetry = otel_session.configure(service_name=service, exporter="file", level="INFO")
     log = logging.getLogger(service + ".work")
     tracer = trace.get_tracer(service)
-    with otel_session.attach(otel_session.extract_env()):
-        with tracer.start_as_current_span(service + " handles the join"):
+    incoming = otel_session.extract_env()
+    context, links = incoming, ()
+    if service == "gateway":  # the public edge: a new trace, the caller's span only linked (docs/bot-platform.md)
+        links = (trace.Link(trace.get_current_span(incoming).get_span_context()),)
+        context = trace.set_span_in_context(trace.INVALID_SPAN, incoming)
+    with otel_session.attach(incoming):
+        with tracer.start_as_current_span(service + " handles the join", context=context, links=links):
             log.info("%s starts its part", service)
             if service == "operator":
                 log.warning("%s", HOSTILE_BODY, extra={"evil.attribute": HOSTILE_ATTRIBUTE})
-            if rest:
-                env = dict(os.environ)
-                otel_session.inject_env(env)
-                subprocess.run([sys.executable, "-c", os.environ["SERVICE_SCRIPT"], *rest], env=env, check=True)
+            with tracer.start_as_current_span(service + " inner step"):
+                if rest:
+                    env = dict(os.environ)
+                    otel_session.inject_env(env)
+                    subprocess.run([sys.executable, "-c", os.environ["SERVICE_SCRIPT"], *rest], env=env, check=True)
             if service == "runner":
                 try:
                     1 / 0
@@ -59,17 +65,22 @@ SERVICE = textwrap.dedent(
     """
 ).replace("HOSTILE_BODY", repr(HOSTILE_BODY)).replace("HOSTILE_ATTRIBUTE", repr(HOSTILE_ATTRIBUTE))
 
-# The first service opens the session (as the gateway does at the edge) and runs the others.
+# The caller: a page in a browser, say, with a trace of its own and the session in its baggage; it logs
+# nothing, so its trace belongs to the session only through the gateway's link to it.
 EDGE = textwrap.dedent(
     """
     import os, subprocess, sys
+    from opentelemetry import trace
     import otel_session
 
     session_id = sys.argv[1]
+    telemetry = otel_session.configure(service_name="browser", exporter="file", level="INFO")
     with otel_session.session(session_id=session_id, user_id="u-view", edge=True):
-        env = dict(os.environ)
-        otel_session.inject_env(env)
-        subprocess.run([sys.executable, "-c", os.environ["SERVICE_SCRIPT"], *sys.argv[2:]], env=env, check=True)
+        with trace.get_tracer("browser").start_as_current_span("fetch POST /join"):
+            env = dict(os.environ)
+            otel_session.inject_env(env)
+            subprocess.run([sys.executable, "-c", os.environ["SERVICE_SCRIPT"], *sys.argv[2:]], env=env, check=True)
+    telemetry.shutdown()
     """
 )
 
@@ -155,8 +166,20 @@ def test_a_session_page_shows_three_services_and_nothing_of_another_session(view
     services = page.eval_on_selector_all("#record-rows tr.record td.service", "cells => cells.map(c => c.textContent)")
     assert set(services) == {"gateway", "operator", "runner"}
     lanes = page.eval_on_selector_all("svg .lane.service .lane-label", "labels => labels.map(l => l.firstChild.data)")
-    assert lanes == ["gateway", "operator", "runner"]
+    assert lanes == ["browser", "gateway", "operator", "runner"]  # the page's linked trace first
     assert page.locator("svg .mark").count() == 8
+    # the spans of the three processes (one trace, nested in each), and the page's linked trace with its link
+    bars = page.eval_on_selector_all("svg .span", "bars => bars.map(b => [b.getAttribute('class'), "
+                                     "b.querySelector('title').textContent])")
+    assert len(bars) == 7
+    assert sum("linked" in cls for cls, _ in bars) == 1
+    assert any("fetch POST /join" in title and "linked" in cls for cls, title in bars)
+    assert {title.split(" · ")[0] for _, title in bars} == {
+        "fetch POST /join", *(f"{s} {what}" for s in ("gateway", "operator", "runner")
+                              for what in ("handles the join", "inner step"))}
+    assert page.locator("svg path.link").count() == 1
+    inner = page.eval_on_selector_all("svg .span rect", "rects => rects.map(r => Number(r.getAttribute('y')))")
+    assert len(set(inner)) > 4  # inner steps drawn a row below their parents
     body = page.text_content("body")
     assert "other-service" not in body and OTHER not in body
     # the exception's text on demand, and a record's trace one click away
@@ -165,6 +188,13 @@ def test_a_session_page_shows_three_services_and_nothing_of_another_session(view
     page.click("#record-rows tr.details button.id >> nth=0")
     page.wait_for_selector("#f-trace:not([hidden])")
     assert len(record_messages(page)) == 8  # one trace across the three processes
+    assert page.locator("svg .span.in-trace").count() == 6
+    # a span one click away: its details, and only its records
+    page.click("#f-trace button.clear")
+    page.locator("svg .span", has_text="runner handles the join").dispatch_event("click")
+    page.wait_for_selector("#detail:not([hidden])")
+    assert "runner handles the join" in page.text_content("#detail")
+    assert set(record_messages(page)) == {"runner starts its part", "runner failed on purpose", "runner done"}
     page.screenshot(path=str(tmp_path / "view-session.png"), full_page=True)
     assert page.errors == []
 
@@ -202,6 +232,8 @@ def test_a_record_appended_while_the_page_is_open_appears_without_a_reload(view,
     page.wait_for_function("() => document.querySelectorAll('#record-rows tr.record').length >= 10", timeout=10_000)
     seen_after = time.monotonic() - written
     assert "late-service starts its part" in record_messages(page)
+    page.wait_for_function("() => Array.from(document.querySelectorAll('svg .span title'))"
+                           ".some(t => t.textContent.startsWith('late-service handles the join'))", timeout=5_000)
     assert page.evaluate("window.__same_page === true")  # no reload
     lanes = page.eval_on_selector_all("svg .lane.service .lane-label", "labels => labels.map(l => l.firstChild.data)")
     assert lanes[-1] == "late-service"

@@ -35,10 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from otel_session._follow import ReadStats, find_log_files
 from otel_session._keys import BUFFERED, EVICTED, SESSION_ID, USER_ID
-from otel_session._otlp_json import decode_request
-from otel_session._record import Record, iso_time
+from otel_session.log_reader import ReadStats, Record, Span, decode_line, find_log_files, iso_time
 
 SCHEMA_VERSION = 2
 CHUNK = 4 << 20  # bytes read at a time
@@ -129,11 +127,6 @@ def _ms(time_unix_nano: int) -> float:
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-def _decode_spans(line: bytes) -> list[Any]:
-    """The spans of a traces line. The span reader is not part of this module's base yet: none."""
-    return []
 
 
 class _Batch:
@@ -372,8 +365,8 @@ class Index:
             stats.duplicate_lines += 1
             return batch
         try:
-            records = decode_request(line)
-            spans = _decode_spans(line) if not records and b'"resourceSpans"' in line else []
+            decoded = decode_line(line)
+            records, spans = decoded.records, decoded.spans
         except (ValueError, TypeError, RecursionError) as exc:
             counts["skipped"] += 1
             stats.skipped_lines += 1
@@ -440,7 +433,7 @@ class Index:
         key = (session_id, record.service)
         batch.services[key] = batch.services.get(key, 0) + 1
 
-    def _add_span(self, span: Any, batch: _Batch) -> None:
+    def _add_span(self, span: Span, batch: _Batch) -> None:
         data = span.as_dict()
         session_id = span.attributes.get(SESSION_ID)
         session_id = session_id if isinstance(session_id, str) and session_id else None
