@@ -365,3 +365,43 @@ def test_a_span_that_carries_the_session_id_brings_its_trace(index):
         span_line(span("baggage on the span", TRACE_B, "b000000000000001", **{"session.id": "s-1"})))
     index.refresh()
     assert [s["name"] for s in index.session("s-1")["spans"]] == ["baggage on the span"]
+
+
+def test_answers_come_from_what_is_committed_while_a_refresh_writes(index, monkeypatch):
+    import otel_session.view.index as index_module
+
+    path = index.directory / "a.jsonl"
+    path.write_text(line(record("committed", session="s-1")))
+    index.refresh()
+    before = index.session("s-1")
+    with path.open("a") as out:
+        out.write(line(record("being written", at_ms=1, session="s-1")) + line(record("next", at_ms=2, session="s-2")))
+    reading, release = threading.Event(), threading.Event()
+    real = index_module.decode_line
+    calls = []
+
+    def slow(text):
+        calls.append(text)
+        if len(calls) == 2:  # the first new line is in the open transaction: hold the second
+            reading.set()
+            assert release.wait(10)
+        return real(text)
+
+    monkeypatch.setattr(index_module, "decode_line", slow)
+    writer = threading.Thread(target=index.refresh)
+    writer.start()
+    try:
+        assert reading.wait(10)
+        started = time.monotonic()
+        during = index.session("s-1")
+        listed = index.sessions()
+        assert time.monotonic() - started < 1.0  # did not wait for the refresh
+        assert [r["message"] for r in during["records"]] == ["committed"]
+        assert during["generation"] == before["generation"] == index.generation
+        assert [s["session_id"] for s in listed] == ["s-1"]
+    finally:
+        release.set()
+        writer.join()
+    after = index.session("s-1", after=before["generation"])
+    assert [r["message"] for r in after["records"]] == ["being written"]
+    assert after["generation"] == index.generation == before["generation"] + 1

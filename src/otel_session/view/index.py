@@ -167,7 +167,14 @@ class Index:
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB
         self._init_schema()
+        # Answers come from a second connection: with WAL it reads the last committed state while a long
+        # refresh writes, so the view answers during a first build of a large directory.
+        self._rd = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        self._rd.execute("PRAGMA query_only = ON")
+        self._rd.execute("PRAGMA cache_size=-65536")
+        self._read_lock = threading.RLock()
         self._generation = int(self._meta("generation") or 0)
+        self._committed = self._generation
         self._texts = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'texts'").fetchone() is not None
         self.last_refresh: IndexStats | None = None
         self.last_refresh_at: float | None = None
@@ -198,7 +205,9 @@ class Index:
         self._db.execute("COMMIT")
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._rd.close()
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             if self._tempdir is not None:
@@ -213,8 +222,21 @@ class Index:
 
     @property
     def generation(self) -> int:
-        """Bumped by every `refresh()`; rows carry the generation that indexed them (the `after` cursor)."""
-        return self._generation
+        """The last finished `refresh()`'s number; rows carry the generation that indexed them (the `after`
+        cursor)."""
+        return self._committed
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: every query of an answer sees the same committed state."""
+        if self._rd.in_transaction:  # nested (an answer built from others)
+            yield
+            return
+        self._rd.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._rd.execute("COMMIT")
 
     # --- reading files -----------------------------------------------------------------------------------
 
@@ -246,6 +268,7 @@ class Index:
                 self._flush(batch)
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(self._generation),))
                 self._db.execute("COMMIT")
+                self._committed = self._generation
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -500,10 +523,10 @@ class Index:
     def sessions(self, query: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Sessions, newest (last record) first: up to `limit`. `query` keeps those whose session id or user
         id contains it, or with a record whose message contains it (any case for ASCII letters)."""
-        with self._lock:
+        with self._read_lock, self._snapshot():
             limit = max(0, int(limit))
             if query is None or not query.strip():
-                rows = self._db.execute(
+                rows = self._rd.execute(
                     "SELECT session_id, user_id, records, warnings, errors, first, last, buffered FROM sessions "
                     "ORDER BY last DESC LIMIT ?", (limit,)).fetchall()
             else:
@@ -517,7 +540,7 @@ class Index:
     def _search(self, text: str, limit: int) -> list[tuple[Any, ...]]:
         pattern = _like(text)
         columns = "session_id, user_id, records, warnings, errors, first, last, buffered"
-        found = self._db.execute(
+        found = self._rd.execute(
             f"SELECT {columns} FROM sessions WHERE session_id LIKE ?1 ESCAPE '\\' OR user_id LIKE ?1 ESCAPE '\\'",
             (pattern,)).fetchall()
         if self._texts and len(text) >= 3 and not any(c in text for c in "%_\\"):
@@ -526,18 +549,23 @@ class Index:
             pattern = f"%{text}%"
         else:
             matching = "SELECT id FROM records WHERE session_id IS NOT NULL AND message LIKE ?1 ESCAPE '\\'"
-        found += self._db.execute(
+        found += self._rd.execute(
             f"SELECT {columns} FROM sessions WHERE session_id IN "
             f"(SELECT DISTINCT session_id FROM records WHERE id IN ({matching}))", (pattern,)).fetchall()
         unique = {row[0]: row for row in found}
         return sorted(unique.values(), key=lambda row: (row[6], row[0]), reverse=True)[:limit]
+
+    def _read_generation(self) -> int:
+        """The generation of the last refresh whose rows this read sees whole."""
+        row = self._rd.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
 
     def _services(self, session_ids: Sequence[str]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for start in range(0, len(session_ids), 500):
             part = session_ids[start:start + 500]
             marks = ",".join("?" * len(part))
-            for sid, service in self._db.execute(
+            for sid, service in self._rd.execute(
                     f"SELECT session_id, service FROM session_services WHERE session_id IN ({marks}) "
                     "ORDER BY session_id, service", part):
                 found.setdefault(sid, []).append(service)
@@ -547,7 +575,7 @@ class Index:
         """Each debug grant seen in an audit record: (session id, user id, from, to) in Unix nanoseconds,
         from its first audit record to its expiry (or its revocation, when that came first)."""
         grants: dict[str, list[Any]] = {}
-        for grant_id, event, at, sid, uid, expires in self._db.execute(
+        for grant_id, event, at, sid, uid, expires in self._rd.execute(
                 "SELECT grant_id, event, time, session_id, user_id, expires_at FROM grant_events ORDER BY time"):
             window = grants.get(grant_id)
             end = int(expires * 1e9) if expires is not None else at
@@ -592,8 +620,8 @@ class Index:
         `after`: a `generation` from an earlier answer; then only the records and spans indexed since come
         back (the summary, `traces` and `events` are always whole): the page follows a session this way.
         None when no record carries this session id."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock, self._snapshot():
+            row = self._rd.execute(
                 "SELECT session_id, user_id, records, warnings, errors, first, last, buffered FROM sessions "
                 "WHERE session_id = ?", (session_id,)).fetchone()
             if row is None:
@@ -601,7 +629,7 @@ class Index:
             since = -1 if after is None else int(after)
             grants = self._grant_windows()
             answer = self._summary(row, self._services([session_id]).get(session_id, []), grants)
-            answer["generation"] = self._generation
+            answer["generation"] = self._read_generation()
             answer["record_count"] = answer.pop("records")  # `records` is the list below
             records = self._records(session_id, since)
             answer["truncated"] = len(records) > MAX_SESSION_RECORDS
@@ -614,21 +642,21 @@ class Index:
             return answer
 
     def _records(self, session_id: str, since: int) -> list[tuple[Any, ...]]:
-        return self._db.execute(
+        return self._rd.execute(
             "SELECT id, time, severity, level, service, logger, message, session_id, user_id, trace_id, span_id, "
             "flags, attributes FROM records WHERE session_id = ? AND gen > ? ORDER BY time, id",
             (session_id, since)).fetchall()
 
     def _trace_ids(self, session_id: str) -> tuple[list[str], set[str]]:
         """The session's traces (those of its records and of spans that carry its id), and linked ones."""
-        own = [t for (t,) in self._db.execute(
+        own = [t for (t,) in self._rd.execute(
             "SELECT DISTINCT trace_id FROM records WHERE session_id = ? AND trace_id IS NOT NULL "
             "UNION SELECT DISTINCT trace_id FROM spans WHERE session_id = ?", (session_id, session_id))]
         linked: set[str] = set()
         for start in range(0, len(own), 400):
             part = own[start:start + 400]
             marks = ",".join("?" * len(part))
-            for a, b in self._db.execute(
+            for a, b in self._rd.execute(
                     f"SELECT trace_id, linked_trace_id FROM span_links WHERE trace_id IN ({marks}) "
                     f"OR linked_trace_id IN ({marks})", part + part):
                 linked.update((a, b))
@@ -645,7 +673,7 @@ class Index:
         for start in range(0, len(every), 400):
             part = every[start:start + 400]
             marks = ",".join("?" * len(part))
-            for trace_id, gen, data, begin, end, service, parent, name in self._db.execute(
+            for trace_id, gen, data, begin, end, service, parent, name in self._rd.execute(
                     f"SELECT trace_id, gen, data, start, end, service, parent_span_id, name FROM spans "
                     f"WHERE trace_id IN ({marks}) ORDER BY start, id", part):
                 summary = traces[trace_id]
@@ -673,7 +701,7 @@ class Index:
         """The session's debug-grant audit records (grants for it, or for its user while it logged) and its
         buffer flushes (one per service and trace: the records the debug buffer exported when it failed)."""
         events: list[dict[str, Any]] = []
-        rows = self._db.execute(
+        rows = self._rd.execute(
             "SELECT record_id, time, event, grant_id, session_id, user_id, level, expires_at, service, by, reason "
             "FROM grant_events WHERE session_id = ? OR (user_id IS NOT NULL AND user_id = ?) ORDER BY time, id",
             (session_id, user_id)).fetchall()
@@ -692,7 +720,7 @@ class Index:
         # (made by the flush), else at the failure that set it off (the trace's first ERROR record after the
         # records held), else at the last record it exported.
         flushes: dict[tuple[str, str | None], dict[str, Any]] = {}
-        for record_id, at, service, trace_id, flags, attributes in self._db.execute(
+        for record_id, at, service, trace_id, flags, attributes in self._rd.execute(
                 "SELECT id, time, service, trace_id, flags, attributes FROM records WHERE session_id = ? "
                 "AND flags & ? != 0 ORDER BY time, id", (session_id, FLAG_BUFFERED | FLAG_EVICTED)):
             key = (service, trace_id)
@@ -711,7 +739,7 @@ class Index:
             last = flush.pop("last", None)
             found = flush.pop("notice", None)
             if found is None and last is not None:
-                found = self._db.execute(
+                found = self._rd.execute(
                     "SELECT id, time FROM records WHERE session_id = ? AND trace_id IS ? AND severity >= ? "
                     "AND time >= ? ORDER BY time, id LIMIT 1", (session_id, flush["trace_id"], ERROR, last)).fetchone()
             record_id, at = found if found is not None else (flush["record_id"], last)
@@ -724,13 +752,13 @@ class Index:
     def status(self) -> dict[str, Any]:
         """What was read: every file (its path, size, position, lines, records, spans, lines skipped and
         where, an error), the totals of every refresh so far, and the last refresh's own counts."""
-        with self._lock:
+        with self._read_lock, self._snapshot():
             files = []
             skipped: dict[int, list[dict[str, Any]]] = {}
-            for file_id, offset, reason in self._db.execute("SELECT file_id, offset, reason FROM skipped"):
+            for file_id, offset, reason in self._rd.execute("SELECT file_id, offset, reason FROM skipped"):
                 skipped.setdefault(file_id, []).append({"offset": offset, "reason": reason})
             for (file_id, path, size, offset, gz, pending, lines, records, spans, bad, duplicates, error,
-                 gone) in self._db.execute(
+                 gone) in self._rd.execute(
                     "SELECT id, path, size, offset, gz, pending, lines, records, spans, skipped, duplicates, error, "
                     "gone FROM files ORDER BY path, id"):
                 files.append({
@@ -739,12 +767,12 @@ class Index:
                     "spans": spans, "skipped_lines": bad, "skipped": skipped.get(file_id, []),
                     "duplicate_lines": duplicates, "error": error, "gone": bool(gone),
                 })
-            counts = self._db.execute(
+            counts = self._rd.execute(
                 "SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM spans), "
                 "(SELECT count(*) FROM sessions)").fetchone()
             return {
                 "directory": str(self.directory),
-                "generation": self._generation,
+                "generation": self._read_generation(),
                 "records": counts[0],
                 "spans": counts[1],
                 "sessions": counts[2],

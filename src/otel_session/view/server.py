@@ -102,10 +102,13 @@ class ViewServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
 
-    def refresh(self, *, force: bool = False) -> None:
-        """Bring the index up to date, unless it was less than `refresh_s` ago (or another thread is
-        at it right now: then wait for that one)."""
-        with self._refresh_lock:
+    def refresh(self, *, force: bool = False, wait: bool = True) -> None:
+        """Bring the index up to date, unless it was less than `refresh_s` ago. Another thread at it right
+        now: wait for it, or with `wait=False` (a request) answer from what is committed (a long first
+        build of a large directory answers with what it has so far)."""
+        if not self._refresh_lock.acquire(blocking=wait):
+            return
+        try:
             if not force and time.monotonic() - self._refreshed < self.refresh_s:
                 return
             try:
@@ -114,6 +117,8 @@ class ViewServer(ThreadingHTTPServer):
             except FileNotFoundError as exc:  # the directory went away: keep serving what was indexed
                 self.refresh_error = str(exc)
             self._refreshed = time.monotonic()
+        finally:
+            self._refresh_lock.release()
 
     def start_background_refresh(self, interval_s: float = BACKGROUND_S) -> threading.Thread:
         """Index the directory now and then every `interval_s`, in a daemon thread."""
@@ -238,7 +243,7 @@ class Handler(BaseHTTPRequestHandler):
         if limit is None or limit < 0:
             self._error(HTTPStatus.BAD_REQUEST, "limit: a whole number, 0 or more")
             return
-        self.server.refresh()
+        self.server.refresh(wait=False)
         self._json(HTTPStatus.OK, self.server.index.sessions(text or None, limit=min(limit, 100_000)))
 
     def _api_session(self, session_id: str, query: dict[str, list[str]]) -> None:
@@ -246,7 +251,7 @@ class Handler(BaseHTTPRequestHandler):
         if "after" in query and after is None:
             self._error(HTTPStatus.BAD_REQUEST, "after: a generation number from an earlier answer")
             return
-        self.server.refresh()
+        self.server.refresh(wait=False)
         answer = self.server.index.session(session_id, after=after)
         if answer is None:
             self._error(HTTPStatus.NOT_FOUND, "no record carries this session id")
@@ -254,7 +259,7 @@ class Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, answer)
 
     def _api_status(self, query: dict[str, list[str]]) -> None:
-        self.server.refresh()
+        self.server.refresh(wait=False)
         status = self.server.index.status()
         status["error"] = self.server.refresh_error
         self._json(HTTPStatus.OK, status)
