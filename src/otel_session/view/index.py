@@ -44,6 +44,7 @@ COMMIT_EVERY = 50_000  # rows per transaction during a long build
 MAX_SKIPPED_KEPT = 20  # unreadable lines remembered per file (all are counted)
 MAX_SESSION_RECORDS = 20_000  # records one session answer carries at most (the last ones)
 MAX_SESSION_SPANS = 20_000
+MAX_SEARCH_MATCHES = 100_000  # a text search looks at the records that match it, newest first, up to this many
 
 AUDIT_LOGGER = "otel_session.audit"
 AUDIT_EVENT = "otel_session.audit.event"
@@ -522,7 +523,8 @@ class Index:
 
     def sessions(self, query: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Sessions, newest (last record) first: up to `limit`. `query` keeps those whose session id or user
-        id contains it, or with a record whose message contains it (any case for ASCII letters)."""
+        id contains it, or with a record whose message contains it (any case for ASCII letters; of a text
+        that most records hold, the newest 100,000 such records are looked at)."""
         with self._read_lock, self._snapshot():
             limit = max(0, int(limit))
             if query is None or not query.strip():
@@ -545,10 +547,11 @@ class Index:
             (pattern,)).fetchall()
         if self._texts and len(text) >= 3 and not any(c in text for c in "%_\\"):
             # the trigram index answers LIKE without ESCAPE; nothing in the text needs escaping
-            matching = "SELECT rowid FROM texts WHERE message LIKE ?1"
+            matching = f"SELECT rowid FROM texts WHERE message LIKE ?1 ORDER BY rowid DESC LIMIT {MAX_SEARCH_MATCHES}"
             pattern = f"%{text}%"
         else:
-            matching = "SELECT id FROM records WHERE session_id IS NOT NULL AND message LIKE ?1 ESCAPE '\\'"
+            matching = ("SELECT id FROM records WHERE session_id IS NOT NULL AND message LIKE ?1 ESCAPE '\\' "
+                        f"ORDER BY id DESC LIMIT {MAX_SEARCH_MATCHES}")
         found += self._rd.execute(
             f"SELECT {columns} FROM sessions WHERE session_id IN "
             f"(SELECT DISTINCT session_id FROM records WHERE id IN ({matching}))", (pattern,)).fetchall()
