@@ -4,7 +4,7 @@ VENV := .venv
 PINS_VENV := .venv-pins
 PINS := constraints/openwebui-0.12.txt
 
-.PHONY: demo test test-latest test-pins test-fast lint bench redis clean
+.PHONY: demo test test-latest test-pins test-fast lint bench redis chromium web clean
 
 ## Set up the environment, make sure Redis runs, and run the whole platform once (the main job).
 demo: redis $(VENV)/.installed
@@ -16,8 +16,9 @@ demo: redis $(VENV)/.installed
 ## The pins are the manifold's host's: the tests marked `latest_only` (the bot services, the demo, which
 ## runs them, and the CLI's debug subprocess tests) run on the newest releases only.
 ## Markers say what a test needs (pyproject.toml, tests/conftest.py): redis, processes, bot, manifold.
+## The browser tests (tests/browser/) also need Debian's Chromium and the page's bundle.
 PYTEST := -m pytest -q -n 2 --dist load
-test: redis
+test: redis chromium web
 	$(MAKE) -j2 $(VENV)/.installed $(PINS_VENV)/.installed
 	$(MAKE) test-latest test-pins
 
@@ -43,10 +44,23 @@ bench: $(VENV)/.installed
 redis:
 	bash scripts/ensure-redis.sh
 
+chromium:
+	bash scripts/ensure-chromium.sh
+
+## The browser page's bundle (web/dist/app.js): the locked npm packages, then esbuild.
+web: web/dist/app.js
+
+web/node_modules/.package-lock.json: web/package-lock.json web/package.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+
+web/dist/app.js: web/node_modules/.package-lock.json $(wildcard web/src/*.js)
+	cd web && node_modules/.bin/esbuild src/main.js --bundle --format=esm --target=es2020 --log-level=warning \
+	  --outfile=dist/app.js
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(VENV)/bin/python -m pip install -q -e '.[dev,browser]'
 	touch $@
 
 # Installing against the pins proves pip never has to move one of them.
@@ -58,4 +72,4 @@ $(PINS_VENV)/.installed: pyproject.toml $(PINS)
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(PINS_VENV) .otel-session .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PINS_VENV) web/node_modules web/dist .otel-session .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,8 @@ FOLDER_MARKS: dict[str, tuple[str, ...]] = {
     "processes": ("processes",),
     "bot_platform": ("bot", "latest_only"),  # the bot services and the demo: on the newest releases only
     "manifold_pipe": ("manifold",),
+    # Chromium on the page in web/, against the bot services as real processes on Redis
+    "browser": ("browser", "bot", "redis", "processes", "latest_only"),
 }
 FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
     "platform": ("redis", "processes"),  # the bot platform's real processes on the real Redis
