@@ -1,7 +1,7 @@
 """`otel-session view` in a real browser (Debian's Chromium under Playwright): the sessions page, one session
 written by three real service processes (the session handed on through the environment), hostile text shown
 as text, and a record appended while the page is open appearing without a reload. Screenshots go to the
-test's tmp dir."""
+test's tmp dir. Chromium and its Playwright driver come from tests/browser/conftest.py."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ from typing import Any
 
 import pytest
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 SESSION = "s-view-42"
 OTHER = "s-view-other"
 HOSTILE_BODY = '<img src=x onerror="window.__pwned=1;alert(1)">'
@@ -112,21 +107,17 @@ def view(tmp_path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture
-def page(tmp_path) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        page = context.new_page()
-        page.dialogs = []
-        page.errors = []
-        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
-        yield page
-        context.close()
-        browser.close()
+def page(chromium_browser: Any) -> Iterator[Any]:
+    """A fresh context with a wide window; dialogs (dismissed), page errors and console errors recorded."""
+    context = chromium_browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.dialogs = []
+    page.errors = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
+    yield page
+    context.close()
 
 
 def record_messages(page: Any) -> list[str]:
