@@ -239,3 +239,26 @@ def test_an_unknown_session_says_so(view, page):
     page.wait_for_selector("#missing:not([hidden])")
     assert 'no-such<b>session' in page.text_content("#missing")
     assert page.evaluate("document.querySelectorAll('b').length") == 0
+
+
+def test_the_timeline_zooms_to_a_dragged_stretch(view, page, tmp_path):
+    url, _ = view
+    page.goto(url + "sessions/" + SESSION)
+    page.wait_for_function("() => document.querySelectorAll('svg .span').length >= 7")
+    axis = lambda: page.eval_on_selector_all("svg .axis text", "ts => ts.map(t => t.textContent)")  # noqa: E731
+    whole = axis()
+    assert page.is_hidden("#zoom-reset")
+    box = page.locator("svg.chart").bounding_box()
+    y = box["y"] + 30
+    page.mouse.move(box["x"] + box["width"] * 0.55, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=5)
+    page.mouse.up()
+    page.wait_for_selector("#zoom-reset:not([hidden])")
+    zoomed = axis()
+    assert zoomed != whole and zoomed[0] != "+0 µs"  # starts later than the session
+    page.screenshot(path=str(tmp_path / "view-zoomed.png"), full_page=True)
+    page.click("#zoom-reset")
+    page.wait_for_selector("#zoom-reset", state="hidden")
+    assert axis() == whole
+    assert page.errors == []

@@ -21,6 +21,7 @@
     filters: {service: "", level: 0, logger: "", text: "", trace: "", span: ""},
     expanded: new Set(),  // record ids whose details are open
     selectedSpan: "",     // trace_id + span_id
+    zoom: null,           // [from, to] in Unix ms, or null for the whole session
     limit: PAGE,
     missing: false,
   };
@@ -259,11 +260,17 @@
     for (const s of spans) times.push(s.start_ms, s.end_ms);
     for (const e of events) times.push(e.time_ms);
     if (!times.length) { box.replaceChildren(); return; }
-    let t0 = Math.min(...times);
-    let t1 = Math.max(...times);
-    if (t1 - t0 < 1) { t0 -= 0.5; t1 += 0.5; }
-    const pad = (t1 - t0) * 0.01;
-    t0 -= pad; t1 += pad;
+    let t0 = times.reduce((a, b) => Math.min(a, b), Infinity);
+    let t1 = times.reduce((a, b) => Math.max(a, b), -Infinity);
+    const origin = t0;
+    let pad = 0;
+    if (state.zoom) {
+      [t0, t1] = state.zoom;
+    } else {
+      if (t1 - t0 < 1) { t0 -= 0.5; t1 += 0.5; }
+      pad = (t1 - t0) * 0.01;
+      t0 -= pad; t1 += pad;
+    }
 
     const LABEL = 150, RIGHT = 16, ROW = 16, MARKS = 16, GAP = 10, AXIS = 22;
     const width = Math.max(box.clientWidth || 900, 500);
@@ -298,10 +305,12 @@
       const tx = x(t);
       axis.append(svg("line", {x1: tx, x2: tx, y1: AXIS - 4, y2: height, class: "grid"}));
       const label = svg("text", {x: tx, y: AXIS - 8, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle"});
-      label.textContent = "+" + duration(Math.max(0, t - t0 - pad));
+      label.textContent = "+" + duration(Math.max(0, t - origin));
       axis.append(label);
     }
     root.append(axis);
+    const clip = svg("clipPath", {id: "plot-area"}, svg("rect", {x: LABEL - 6, y: 0, width: plot + 12, height}));
+    root.append(svg("defs", null, clip));
 
     for (const lane of lanes) {
       const g = svg("g", {class: "lane " + lane.kind});
@@ -314,7 +323,7 @@
     }
 
     // spans as bars, nested by depth
-    const bars = svg("g", {class: "spans"});
+    const bars = svg("g", {class: "spans", "clip-path": "url(#plot-area)"});
     for (const span of spans) {
       const key = span.trace_id + span.span_id;
       const sy = spanY.get(key);
@@ -327,9 +336,10 @@
       if (state.selectedSpan === key) cls.push("selected");
       const bar = svg("g", {class: cls.join(" "), "data-span": span.span_id, "data-trace": span.trace_id});
       bar.append(svg("rect", {x: bx, y: sy + 1, width: bw, height: ROW - 3, rx: 2}));
-      if (bw > 40) {
-        const text = svg("text", {x: bx + 3, y: sy + ROW - 5, class: "span-label"});
-        const room = Math.floor((bw - 6) / 6.2);
+      const shownFrom = Math.max(bx, LABEL), shown = Math.min(bx + bw, LABEL + plot) - shownFrom;
+      if (shown > 40) {  // the name, on the part of the bar in view
+        const text = svg("text", {x: shownFrom + 3, y: sy + ROW - 5, class: "span-label"});
+        const room = Math.floor((shown - 6) / 6.2);
         text.textContent = span.name.length > room ? span.name.slice(0, Math.max(0, room - 1)) + "…" : span.name;
         bar.append(text);
       }
@@ -342,7 +352,7 @@
     root.append(bars);
 
     // links between traces: from the linked span to the span that links it
-    const links = svg("g", {class: "links"});
+    const links = svg("g", {class: "links", "clip-path": "url(#plot-area)"});
     for (const span of spans) {
       for (const link of span.links || []) {
         const from = spanY.get(link.trace_id + link.span_id);
@@ -359,7 +369,7 @@
     root.append(links);
 
     // records as marks: on their span's bar when it is drawn, else on the lane's record row
-    const marks = svg("g", {class: "marks"});
+    const marks = svg("g", {class: "marks", "clip-path": "url(#plot-area)"});
     const laneOf = new Map(lanes.filter((l) => l.kind === "service").map((l) => [l.name, l]));
     for (const record of records) {
       const lane = laneOf.get(record.service);
@@ -383,7 +393,7 @@
     // grant and flush events
     const eventLane = lanes.find((l) => l.kind === "events");
     if (eventLane) {
-      const g = svg("g", {class: "events"});
+      const g = svg("g", {class: "events", "clip-path": "url(#plot-area)"});
       for (const event of events) {
         const ex = x(event.time_ms);
         const ey = eventLane.y + MARKS / 2;
@@ -397,9 +407,48 @@
       }
       root.append(g);
     }
+    enableZoom(root, x, LABEL, plot, t0, t1, height);
     box.replaceChildren(root);
     renderLegend();
   }
+
+  // Drag across the timeline to zoom into that stretch of time; "whole session" (or a double click) undoes it.
+  function enableZoom(root, x, left, plot, t0, t1, height) {
+    const time = (px) => t0 + ((Math.min(Math.max(px, left), left + plot) - left) / plot) * (t1 - t0);
+    const band = svg("rect", {class: "zoom-band", x: 0, y: 0, width: 0, height, hidden: "hidden"});
+    root.append(band);
+    let start = null;
+    const px = (event) => event.clientX - root.getBoundingClientRect().left;
+    root.addEventListener("mousedown", (event) => {
+      if (event.button !== 0 || px(event) < left) return;
+      start = px(event);
+      event.preventDefault();
+    });
+    root.addEventListener("mousemove", (event) => {
+      if (start === null) return;
+      const now = px(event);
+      band.removeAttribute("hidden");
+      band.setAttribute("x", Math.min(start, now));
+      band.setAttribute("width", Math.abs(now - start));
+    });
+    const finish = (event) => {
+      if (start === null) return;
+      const end = px(event);
+      const from = start;
+      start = null;
+      band.setAttribute("hidden", "hidden");
+      if (Math.abs(end - from) < 6) return;  // a click, not a drag
+      state.zoom = [time(Math.min(from, end)), time(Math.max(from, end))];
+      renderTimeline();
+    };
+    root.addEventListener("mouseup", finish);
+    root.addEventListener("mouseleave", finish);
+    root.addEventListener("dblclick", () => { if (state.zoom) { state.zoom = null; renderTimeline(); } });
+    const reset = $("zoom-reset");
+    reset.hidden = !state.zoom;
+  }
+
+  $("zoom-reset").addEventListener("click", () => { state.zoom = null; renderTimeline(); });
 
   function eventText(event) {
     if (event.kind === "grant") {
