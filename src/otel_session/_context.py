@@ -18,6 +18,7 @@ from otel_session._capture_store import CAPTURES_KEY
 from otel_session._keys import LOG_LEVEL, LOG_LEVEL_SIG, SESSION_ID, USER_ID
 from otel_session._levels import parse_level
 from otel_session._record import EMPTY, attributes_size
+from otel_session._sdk import SUPPRESS_KEY
 from otel_session._severity import severity_of
 from otel_session._signing import signer
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 MAX_VALUE_LEN = 256
 NO_FLOOR = 1 << 30  # a stdlib level no record reaches: the context asks for nothing
+NO_SEVERITY = 1 << 30  # a severity no record reaches: nothing is exported
 _ATTR = "_otel_session_meaning"
 
 
@@ -106,6 +108,12 @@ def compute(ctx: Context, generation: int, keys: KeyMatcher, grants: GrantTable 
             on_grant: Callable[[str], None] | None = None, buffer_level: int | None = None) -> Meaning:
     """`grants`: live debug grants; one for the context's session or user lowers its export level
     (never a capture's), and `on_grant` hears which grant did. `buffer_level`: the debug buffer is on."""
+    if SUPPRESS_KEY is not None and ctx.get(SUPPRESS_KEY):  # an exporter at work: its own records go nowhere
+        meaning = Meaning(generation, (), None, ())
+        meaning.export_severity = NO_SEVERITY
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(ctx, _ATTR, meaning)
+        return meaning
     attrs = []
     values = baggage.get_all(ctx)
     for key, value in values.items():

@@ -134,6 +134,10 @@ def put_first(provider: LoggerProvider, gate: Any) -> bool:
 
 # --- the runtime context -----------------------------------------------------------------------
 
+# Set by the SDK's exporting processors while they export: what is logged then (urllib3 sending the batch)
+# is the pipeline's own traffic, and exporting it would feed the export back into itself.
+SUPPRESS_KEY: str | None = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+
 _runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
 _var = getattr(_runtime, "_current_context", None)
 # The ContextVar behind `context.get_current()`, read directly: two Python calls fewer per check.

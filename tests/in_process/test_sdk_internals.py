@@ -154,3 +154,9 @@ def test_an_unknown_logging_handler_shape_is_refused_by_name():
 
     with pytest.raises(TypeError, match="LoggingHandler has an unknown shape"):
         _sdk.logging_handler_parts(Other())
+
+
+def test_the_key_the_sdks_exporters_suppress_their_own_telemetry_with():
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    assert _sdk.SUPPRESS_KEY is not None and _sdk.SUPPRESS_KEY == _SUPPRESS_INSTRUMENTATION_KEY

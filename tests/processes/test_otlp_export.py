@@ -147,3 +147,34 @@ def test_no_span_export_on_a_tracer_provider_someone_else_set(receiver, tmp_path
     assert out.returncode == 0, out.stderr
     assert [r["body"] for r in receiver.log_records()] == ["logs still go out"]
     assert receiver.of("/v1/traces") == []  # the host's provider is the host's business
+
+
+FEEDBACK = textwrap.dedent(
+    """
+    import logging, time
+    import otel_session
+
+    telemetry = otel_session.configure(level="DEBUG")  # urllib3 logs each export's POST at DEBUG
+    log = logging.getLogger("app.feedback")
+    for n in range(5):
+        log.info("tick %d", n)
+        telemetry.force_flush()  # one export a tick, each logging its own POST
+        time.sleep(0.2)
+    time.sleep(1.0)  # export cycles with nothing of the app's to send
+    telemetry.shutdown()
+    print("done")
+    """
+)
+
+
+def test_the_exporters_own_requests_are_never_exported_back_into_the_pipeline(receiver):
+    """The SDK marks its exports with the suppress-instrumentation key: what is logged inside (urllib3's
+    DEBUG lines about the POST) would otherwise be exported again, each export making the next, forever."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-c", FEEDBACK], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**clean, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "feedback",
+                              "OTEL_BLRP_SCHEDULE_DELAY": "50"})
+    assert out.returncode == 0 and out.stdout.split() == ["done"], out.stderr
+    records = receiver.log_records()
+    assert [r["body"] for r in records] == [f"tick {n}" for n in range(5)]
+    assert not [r for r in records if r["scope"].startswith("urllib3")]
