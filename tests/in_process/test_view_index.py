@@ -405,3 +405,35 @@ def test_answers_come_from_what_is_committed_while_a_refresh_writes(index, monke
     after = index.session("s-1", after=before["generation"])
     assert [r["message"] for r in after["records"]] == ["being written"]
     assert after["generation"] == index.generation == before["generation"] + 1
+
+
+def test_close_stops_a_refresh_in_progress(tmp_path, monkeypatch):
+    import otel_session.view.index as index_module
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.jsonl").write_text("".join(line(record(f"r{n}", at_ms=n, session="s-1")) for n in range(50)))
+    made = Index(logs)
+    reading, release = threading.Event(), threading.Event()
+    real = index_module.decode_line
+
+    def slow(text):
+        reading.set()
+        assert release.wait(10)
+        return real(text)
+
+    monkeypatch.setattr(index_module, "decode_line", slow)
+    results: list[object] = []
+    writer = threading.Thread(target=lambda: results.append(made.refresh()))
+    writer.start()
+    assert reading.wait(10)
+    closer = threading.Thread(target=made.close)
+    closer.start()
+    time.sleep(0.05)
+    release.set()
+    closer.join(10)
+    writer.join(10)
+    assert not closer.is_alive() and not writer.is_alive()
+    assert len(results) == 1  # the refresh returned, rolled back, without raising
+    assert not made.db_path.exists()
+    assert made.refresh().records == 0  # a closed index reads nothing more

@@ -130,6 +130,10 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+class _ClosedError(Exception):
+    """`close()` was called during a refresh: roll it back and stop."""
+
+
 class _Batch:
     """Rows waiting for one transaction, and the per-session aggregates they change."""
 
@@ -176,6 +180,7 @@ class Index:
         self._read_lock = threading.RLock()
         self._generation = int(self._meta("generation") or 0)
         self._committed = self._generation
+        self._closing = False
         self._texts = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'texts'").fetchone() is not None
         self.last_refresh: IndexStats | None = None
         self.last_refresh_at: float | None = None
@@ -206,6 +211,8 @@ class Index:
         self._db.execute("COMMIT")
 
     def close(self) -> None:
+        """Stop a refresh in progress (rolled back: nothing half-read stays), close, remove a temporary index."""
+        self._closing = True
         with self._lock, self._read_lock:
             with contextlib.suppress(sqlite3.Error):
                 self._rd.close()
@@ -245,6 +252,8 @@ class Index:
         """Index what was added to the files since the last refresh. Raises `FileNotFoundError` when the
         directory does not exist (any other problem is counted in the stats and in `status()`)."""
         with self._lock:
+            if self._closing:
+                return IndexStats(generation=self._committed)
             started = time.perf_counter()
             self._generation += 1
             stats = IndexStats(generation=self._generation)
@@ -270,6 +279,9 @@ class Index:
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(self._generation),))
                 self._db.execute("COMMIT")
                 self._committed = self._generation
+            except _ClosedError:
+                self._db.execute("ROLLBACK")
+                return stats
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -378,6 +390,8 @@ class Index:
 
     def _line(self, file_id: int, offset: int, line: bytes, counts: dict[str, int], stats: IndexStats,
               batch: _Batch) -> _Batch:
+        if self._closing:
+            raise _ClosedError
         line = line.strip()
         if not line:
             return batch
