@@ -33,7 +33,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from otel_session.view.index import Index
 
-REFRESH_S = 0.5  # an API answer refreshes the index first when the last refresh is older than this
+REFRESH_S = 0.1  # an API answer refreshes the index first when the last refresh is older than this
+WAIT_S = 0.25  # how long an answer waits for a refresh another thread is running (a long build: not at all)
 BACKGROUND_S = 1.0  # the index also refreshes on its own this often while the server runs
 
 SECURITY_HEADERS = {
@@ -104,9 +105,9 @@ class ViewServer(ThreadingHTTPServer):
 
     def refresh(self, *, force: bool = False, wait: bool = True) -> None:
         """Bring the index up to date, unless it was less than `refresh_s` ago. Another thread at it right
-        now: wait for it, or with `wait=False` (a request) answer from what is committed (a long first
-        build of a large directory answers with what it has so far)."""
-        if not self._refresh_lock.acquire(blocking=wait):
+        now: wait for it, or with `wait=False` (a request) for `WAIT_S` at most, then answer from what is
+        committed (a long first build of a large directory answers with what it has so far)."""
+        if not self._refresh_lock.acquire(timeout=-1 if wait else WAIT_S):
             return
         try:
             if not force and time.monotonic() - self._refreshed < self.refresh_s:
