@@ -437,3 +437,14 @@ def test_close_stops_a_refresh_in_progress(tmp_path, monkeypatch):
     assert len(results) == 1  # the refresh returned, rolled back, without raising
     assert not made.db_path.exists()
     assert made.refresh().records == 0  # a closed index reads nothing more
+
+
+def test_identical_unreadable_lines_are_each_counted_as_skipped(index):
+    (index.directory / "a.jsonl").write_text("garbage\n" * 3 + line(record("ok", session="s-1")) * 2)
+    stats = index.refresh()
+    assert (stats.skipped_lines, stats.duplicate_lines, stats.records) == (3, 1, 1)
+    with (index.directory / "a.jsonl").open("a") as out:
+        out.write("garbage\n")
+    assert index.refresh().skipped_lines == 1
+    ok = len(line(record("ok", session="s-1")))
+    assert [s["offset"] for s in index.status()["files"][0]["skipped"]] == [0, 8, 16, 24 + 2 * ok]

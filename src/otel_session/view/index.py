@@ -19,10 +19,13 @@ debug buffer's flushed records (`otel_session.buffered`) are kept as a session's
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import gzip
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import sqlite3
@@ -40,6 +43,10 @@ from otel_session.log_reader import ReadStats, Record, Span, decode_line, find_l
 
 SCHEMA_VERSION = 2
 CHUNK = 4 << 20  # bytes read at a time
+PARALLEL_BYTES = 64 << 20  # a refresh with this much new to read decodes its lines in worker processes
+PARALLEL_CHUNK = 32 << 20  # bytes read at a time then
+PARALLEL_LINES = 4  # lines a worker decodes per task
+MAX_WORKERS = 4
 COMMIT_EVERY = 50_000  # rows per transaction during a long build
 MAX_SKIPPED_KEPT = 20  # unreadable lines remembered per file (all are counted)
 MAX_SESSION_RECORDS = 20_000  # records one session answer carries at most (the last ones)
@@ -130,6 +137,55 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+# One record as stored (after the generation): time, severity, level, service, logger, message, session id,
+# user id, trace id, span id, flags, attributes (JSON, without session.id and user.id).
+RecordRow = tuple[int, int, str, str, str, str, "str | None", "str | None", "str | None", "str | None", int, str]
+# One span as stored: trace id, span id, parent span id, name, service, start, end, session id, the span (JSON).
+SpanRow = tuple[str, str, "str | None", str, str, int, int, "str | None", str]
+# What one line gives: record rows, span rows, links between traces (from, to), or why it is unreadable.
+Decoded = tuple[list[RecordRow], list[SpanRow], list[tuple[str, str]], "str | None"]
+
+
+def _record_row(record: Record) -> RecordRow:
+    attributes = record.attributes
+    session_id = attributes.get(SESSION_ID)
+    user_id = attributes.get(USER_ID)
+    flags = 0
+    if attributes.get(BUFFERED) is True:
+        flags |= FLAG_BUFFERED
+    if EVICTED in attributes:
+        flags |= FLAG_EVICTED
+    if record.logger == AUDIT_LOGGER and isinstance(attributes.get(AUDIT_EVENT), str):
+        flags |= FLAG_AUDIT
+    others = {k: v for k, v in attributes.items() if k != SESSION_ID and k != USER_ID}
+    return (record.time_unix_nano, record.severity_number, record.level, record.service, record.logger,
+            record.message, session_id if isinstance(session_id, str) and session_id else None,
+            user_id if isinstance(user_id, str) and user_id else None, record.trace_id, record.span_id, flags,
+            json.dumps(others, ensure_ascii=False, separators=(",", ":")) if others else "{}")
+
+
+def _span_row(span: Span) -> SpanRow:
+    session_id = span.attributes.get(SESSION_ID)
+    return (span.trace_id, span.span_id, span.parent_span_id, span.name, span.service, span.start_unix_nano,
+            span.end_unix_nano, session_id if isinstance(session_id, str) and session_id else None,
+            json.dumps(span.as_dict(), ensure_ascii=False, separators=(",", ":")))
+
+
+def _decode(line: bytes) -> Decoded:
+    """One line as rows to store (run in worker processes during a large build)."""
+    try:
+        decoded = decode_line(line)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return [], [], [], _reason(exc)
+    links = [(span.trace_id, link.trace_id) for span in decoded.spans for link in span.links
+             if link.trace_id and link.trace_id != span.trace_id]
+    return [_record_row(r) for r in decoded.records], [_span_row(s) for s in decoded.spans], links, None
+
+
+def _decode_many(lines: list[bytes]) -> list[Decoded]:
+    return [_decode(line) for line in lines]
+
+
 class _ClosedError(Exception):
     """`close()` was called during a refresh: roll it back and stop."""
 
@@ -139,7 +195,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.records: list[tuple[Any, ...]] = []
-        self.audit: list[tuple[Record, int]] = []  # (record, index in self.records)
+        self.audit: list[int] = []  # indexes in self.records of audit records
         self.spans: list[tuple[Any, ...]] = []
         self.links: list[tuple[str, str]] = []
         # session -> [user_id, records, warnings, errors, first, last, buffered]
@@ -181,6 +237,8 @@ class Index:
         self._generation = int(self._meta("generation") or 0)
         self._committed = self._generation
         self._closing = False
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.parallel = True  # a large refresh may decode in worker processes
         self._texts = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'texts'").fetchone() is not None
         self.last_refresh: IndexStats | None = None
         self.last_refresh_at: float | None = None
@@ -260,6 +318,7 @@ class Index:
             read_stats = ReadStats()
             paths = find_log_files(self.directory, read_stats)
             batch = _Batch()
+            self._pool = self._workers(paths)
             self._db.execute("BEGIN")
             try:
                 seen: set[int] = set()
@@ -285,6 +344,10 @@ class Index:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            finally:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
             stats.seconds = time.perf_counter() - started
             self.last_refresh, self.last_refresh_at = stats, time.time()
             for name in ("files", "lines", "records", "spans", "skipped_lines", "duplicate_lines", "bytes_read"):
@@ -293,6 +356,23 @@ class Index:
             self.totals.seconds += stats.seconds
             self.totals.generation = self._generation
             return stats
+
+    def _workers(self, paths: Sequence[Path]) -> concurrent.futures.ProcessPoolExecutor | None:
+        """Worker processes that decode lines, when this refresh has much to read and there is more than one
+        core; else None (lines are decoded here)."""
+        cores = os.cpu_count() or 1
+        if cores < 2 or not self.parallel:
+            return None
+        todo = 0
+        for path in paths:
+            with contextlib.suppress(OSError):
+                todo += path.stat().st_size
+        known = self._db.execute("SELECT coalesce(sum(offset), 0) FROM files WHERE gone = 0").fetchone()[0]
+        if todo - known < PARALLEL_BYTES:
+            return None
+        # spawned, not forked: this process has threads (the server's) and open SQLite connections
+        return concurrent.futures.ProcessPoolExecutor(max_workers=min(cores, MAX_WORKERS),
+                                                      mp_context=multiprocessing.get_context("spawn"))
 
     def _file_error(self, path: str, reason: str) -> None:
         row = self._db.execute("SELECT id FROM files WHERE path = ? ORDER BY id DESC", (path,)).fetchone()
@@ -344,8 +424,9 @@ class Index:
                     return batch
                 try:
                     with gzip.GzipFile(fileobj=handle) as unzipped:
-                        for line_offset, line in _numbered(unzipped):
-                            batch = self._line(file_id, line_offset, line, counts, stats, batch)
+                        numbered = _numbered(unzipped)
+                        while part := list(itertools.islice(numbered, 256)):
+                            batch = self._lines(file_id, part, counts, stats, batch)
                 except (OSError, EOFError, zlib.error) as exc:  # not gzip, or cut short (still being written)
                     error = str(exc) or type(exc).__name__
                 stats.bytes_read += now
@@ -359,22 +440,24 @@ class Index:
                 rest = b""
                 read_to = offset
                 while True:
-                    chunk = handle.read(CHUNK)
+                    chunk = handle.read(CHUNK if self._pool is None else PARALLEL_CHUNK)
                     if not chunk:
                         break
                     stats.bytes_read += len(chunk)
                     data = rest + chunk if rest else chunk
                     lines = data.split(b"\n")
                     rest = lines.pop()
+                    pairs = []
                     for line in lines:
-                        batch = self._line(file_id, read_to, line, counts, stats, batch)
+                        pairs.append((read_to, line))
                         read_to += len(line) + 1
+                    batch = self._lines(file_id, pairs, counts, stats, batch)
                 end = read_to + len(rest)
                 if rest.strip():
                     # a last line without its newline: a writer mid-write. Indexed once it is complete, or
                     # when it parses and the file has not grown since the last refresh (the writer ended).
                     if pending == end and _parses(rest):
-                        batch = self._line(file_id, read_to, rest, counts, stats, batch)
+                        batch = self._lines(file_id, [(read_to, rest)], counts, stats, batch)
                         read_to, pending = end, -1
                     else:
                         pending = end
@@ -388,76 +471,95 @@ class Index:
              counts["duplicates"], error, file_id))
         return batch
 
-    def _line(self, file_id: int, offset: int, line: bytes, counts: dict[str, int], stats: IndexStats,
-              batch: _Batch) -> _Batch:
+    def _lines(self, file_id: int, lines: Iterable[tuple[int, bytes]], counts: dict[str, int], stats: IndexStats,
+               batch: _Batch) -> _Batch:
+        """Index these (offset, line) pairs of one file; a line already indexed is a duplicate."""
         if self._closing:
             raise _ClosedError
-        line = line.strip()
-        if not line:
-            return batch
-        counts["lines"] += 1
-        stats.lines += 1
-        cursor = self._db.execute("INSERT OR IGNORE INTO lines VALUES (?)", (_line_hash(line),))
-        if cursor.rowcount == 0:
-            counts["duplicates"] += 1
-            stats.duplicate_lines += 1
-            return batch
-        try:
-            decoded = decode_line(line)
-            records, spans = decoded.records, decoded.spans
-        except (ValueError, TypeError, RecursionError) as exc:
-            counts["skipped"] += 1
-            stats.skipped_lines += 1
-            self._db.execute("DELETE FROM lines WHERE hash = ?", (_line_hash(line),))  # a mended copy may come
-            if self._db.execute("SELECT count(*) FROM skipped WHERE file_id = ?", (file_id,)).fetchone()[0] \
-                    < MAX_SKIPPED_KEPT:
-                self._db.execute("INSERT INTO skipped VALUES (?, ?, ?)", (file_id, offset, _reason(exc)))
-            return batch
-        for record in records:
-            self._add_record(record, batch)
-        for span in spans:
-            self._add_span(span, batch)
-        counts["records"] += len(records)
-        counts["spans"] += len(spans)
-        stats.records += len(records)
-        stats.spans += len(spans)
-        if len(batch) >= COMMIT_EVERY:
-            self._flush(batch)
-            self._db.execute("COMMIT")
-            self._db.execute("BEGIN")
-            batch = _Batch()
+        fresh: list[tuple[int, bytes, int]] = []
+        copies: dict[int, list[int]] = {}  # lines here identical to one waiting to be decoded: their offsets
+        for offset, raw in lines:
+            line = raw.strip()
+            if not line:
+                continue
+            counts["lines"] += 1
+            stats.lines += 1
+            digest = _line_hash(line)
+            if self._db.execute("INSERT OR IGNORE INTO lines VALUES (?)", (digest,)).rowcount == 1:
+                fresh.append((offset, line, digest))
+                copies[digest] = []
+            elif digest in copies:
+                copies[digest].append(offset)
+            else:
+                counts["duplicates"] += 1
+                stats.duplicate_lines += 1
+        decoded = self._decode_all([line for _, line, _ in fresh])
+        for (offset, _, digest), (records, spans, links, error) in zip(fresh, decoded, strict=True):
+            if self._closing:
+                raise _ClosedError
+            again = copies[digest]
+            if error is not None:  # unreadable, and so is each copy of it
+                self._db.execute("DELETE FROM lines WHERE hash = ?", (digest,))  # a mended copy may come
+                for at in (offset, *again):
+                    self._skipped(file_id, at, error, counts, stats)
+                continue
+            counts["duplicates"] += len(again)
+            stats.duplicate_lines += len(again)
+            for row in records:
+                self._add_record(row, batch)
+            generation = self._generation
+            batch.spans.extend((generation, *row) for row in spans)
+            batch.links.extend(links)
+            counts["records"] += len(records)
+            counts["spans"] += len(spans)
+            stats.records += len(records)
+            stats.spans += len(spans)
+            if len(batch) >= COMMIT_EVERY:
+                self._flush(batch)
+                self._db.execute("COMMIT")
+                self._db.execute("BEGIN")
+                batch = _Batch()
         return batch
 
-    def _add_record(self, record: Record, batch: _Batch) -> None:
-        attributes = record.attributes
-        session_id = attributes.get(SESSION_ID)
-        session_id = session_id if isinstance(session_id, str) and session_id else None
-        user_id = attributes.get(USER_ID)
-        user_id = user_id if isinstance(user_id, str) and user_id else None
-        flags = 0
-        if attributes.get(BUFFERED) is True:
-            flags |= FLAG_BUFFERED
-        if EVICTED in attributes:
-            flags |= FLAG_EVICTED
-        if record.logger == AUDIT_LOGGER and isinstance(attributes.get(AUDIT_EVENT), str):
-            flags |= FLAG_AUDIT
-            batch.audit.append((record, len(batch.records)))
-        others = {k: v for k, v in attributes.items() if k != SESSION_ID and k != USER_ID}
-        batch.records.append((
-            self._generation, record.time_unix_nano, record.severity_number, record.level, record.service,
-            record.logger, record.message, session_id, user_id, record.trace_id, record.span_id, flags,
-            json.dumps(others, ensure_ascii=False, separators=(",", ":")) if others else "{}",
-        ))
+    def _skipped(self, file_id: int, offset: int, reason: str, counts: dict[str, int], stats: IndexStats) -> None:
+        counts["skipped"] += 1
+        stats.skipped_lines += 1
+        if self._db.execute("SELECT count(*) FROM skipped WHERE file_id = ?", (file_id,)).fetchone()[0] \
+                < MAX_SKIPPED_KEPT:
+            self._db.execute("INSERT INTO skipped VALUES (?, ?, ?)", (file_id, offset, reason))
+
+    def _decode_all(self, lines: list[bytes]) -> Iterator[Decoded]:
+        """The lines decoded in order: by the worker processes of a large build, else here."""
+        pool = self._pool
+        if pool is None or len(lines) < 2:
+            yield from map(_decode, lines)
+            return
+        parts = [lines[i:i + PARALLEL_LINES] for i in range(0, len(lines), PARALLEL_LINES)]
+        futures = [pool.submit(_decode_many, part) for part in parts]
+        for part, future in zip(parts, futures, strict=True):
+            try:
+                results = future.result()
+            except Exception:  # a worker died, or could not start: decode here
+                results = _decode_many(part)
+            yield from results
+
+    def _add_record(self, row: RecordRow, batch: _Batch) -> None:
+        flags = row[10]
+        if flags & FLAG_AUDIT:
+            batch.audit.append(len(batch.records))
+        batch.records.append((self._generation, *row))
+        session_id = row[6]
         if session_id is None:
             return
+        user_id = row[7]
         aggregate = batch.sessions.get(session_id)
-        stamp = record.time_unix_nano
+        stamp = row[0]
         if aggregate is None:
             aggregate = batch.sessions[session_id] = [user_id, 0, 0, 0, stamp, stamp, 0]
         elif aggregate[0] is None:
             aggregate[0] = user_id
         aggregate[1] += 1
-        severity = record.severity_number
+        severity = row[1]
         if severity >= ERROR:
             aggregate[3] += 1
         elif severity >= WARN:
@@ -468,21 +570,8 @@ class Index:
             aggregate[5] = stamp
         if flags & FLAG_BUFFERED:
             aggregate[6] = 1
-        key = (session_id, record.service)
+        key = (session_id, row[3])
         batch.services[key] = batch.services.get(key, 0) + 1
-
-    def _add_span(self, span: Span, batch: _Batch) -> None:
-        data = span.as_dict()
-        session_id = span.attributes.get(SESSION_ID)
-        session_id = session_id if isinstance(session_id, str) and session_id else None
-        batch.spans.append((
-            self._generation, span.trace_id, span.span_id, span.parent_span_id, span.name, span.service,
-            span.start_unix_nano, span.end_unix_nano, session_id,
-            json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-        ))
-        for link in span.links:
-            if link.trace_id and link.trace_id != span.trace_id:
-                batch.links.append((span.trace_id, link.trace_id))
 
     def _flush(self, batch: _Batch) -> None:
         db = self._db
@@ -497,17 +586,18 @@ class Index:
                 db.execute("INSERT INTO texts(rowid, message) SELECT id, message FROM records "
                            "WHERE id >= ? AND session_id IS NOT NULL", (first_id,))
             audit_rows = []
-            for record, position in batch.audit:
-                attributes = record.attributes
+            for position in batch.audit:
+                row = batch.records[position]
+                attributes = json.loads(row[12])
                 expires = attributes.get("otel_session.grant.expires_at")
                 audit_rows.append((
-                    self._generation, first_id + position, record.time_unix_nano, str(attributes[AUDIT_EVENT]),
+                    self._generation, first_id + position, row[1], str(attributes[AUDIT_EVENT]),
                     str(attributes.get("otel_session.grant_id", "")),
                     _text(attributes.get("otel_session.grant.session_id")),
                     _text(attributes.get("otel_session.grant.user_id")),
                     _text(attributes.get("otel_session.grant.level")),
                     float(expires) if isinstance(expires, (int, float)) and not isinstance(expires, bool) else None,
-                    _text(attributes.get("otel_session.service")) or record.service,
+                    _text(attributes.get("otel_session.service")) or row[4],
                     _text(attributes.get("otel_session.audit.by")),
                     _text(attributes.get("otel_session.grant.reason")),
                 ))
