@@ -371,8 +371,11 @@ class Index:
         if todo - known < PARALLEL_BYTES:
             return None
         # spawned, not forked: this process has threads (the server's) and open SQLite connections
-        return concurrent.futures.ProcessPoolExecutor(max_workers=min(cores, MAX_WORKERS),
-                                                      mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return concurrent.futures.ProcessPoolExecutor(max_workers=min(cores, MAX_WORKERS),
+                                                          mp_context=multiprocessing.get_context("spawn"))
+        except (OSError, ValueError):  # no processes to be had: decode here
+            return None
 
     def _file_error(self, path: str, reason: str) -> None:
         row = self._db.execute("SELECT id FROM files WHERE path = ? ORDER BY id DESC", (path,)).fetchone()
