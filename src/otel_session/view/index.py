@@ -538,7 +538,13 @@ class Index:
             yield from map(_decode, lines)
             return
         parts = [lines[i:i + PARALLEL_LINES] for i in range(0, len(lines), PARALLEL_LINES)]
-        futures = [pool.submit(_decode_many, part) for part in parts]
+        try:
+            futures = [pool.submit(_decode_many, part) for part in parts]
+        except Exception:  # the workers could not start (or broke): decode here from now on
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            yield from map(_decode, lines)
+            return
         for part, future in zip(parts, futures, strict=True):
             try:
                 results = future.result()
