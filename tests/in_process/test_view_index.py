@@ -448,3 +448,17 @@ def test_identical_unreadable_lines_are_each_counted_as_skipped(index):
     assert index.refresh().skipped_lines == 1
     ok = len(line(record("ok", session="s-1")))
     assert [s["offset"] for s in index.status()["files"][0]["skipped"]] == [0, 8, 16, 24 + 2 * ok]
+
+
+def test_a_link_to_a_file_outside_the_directory_is_not_read(tmp_path, index):
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(line(record("from outside", session="s-out")))
+    (index.directory / "link.json").symlink_to(outside)
+    inside = index.directory / "real.jsonl"
+    inside.write_text(line(record("inside", session="s-in")))
+    (index.directory / "alias.json").symlink_to(inside)  # a link within the directory is read (once)
+    stats = index.refresh()
+    assert (stats.records, stats.duplicate_lines) == (1, 0)
+    assert [s["session_id"] for s in index.sessions()] == ["s-in"]
+    refused = next(f for f in index.status()["files"] if f["path"] == "link.json")
+    assert "outside the directory" in refused["error"]

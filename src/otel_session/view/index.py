@@ -385,8 +385,13 @@ class Index:
             self._db.execute("UPDATE files SET error = ? WHERE id = ?", (reason, row[0]))
 
     def _track(self, path: Path, seen: set[int], stats: IndexStats) -> int | None:
-        """The file's row (by device and inode, so a renamed file keeps its position), made if new."""
+        """The file's row (by device and inode, so a renamed file keeps its position), made if new. A link
+        to a file outside the directory is not read."""
         try:
+            if path.is_symlink() and self.directory.is_dir() and \
+                    not path.resolve().is_relative_to(self.directory.resolve()):
+                self._file_error(str(path), "a link to a file outside the directory: not read")
+                return None
             info = path.stat()
         except FileNotFoundError:
             return None
