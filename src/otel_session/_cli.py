@@ -5,6 +5,9 @@ a Collector's `file` exporter wrote, in time order across services, filtered by 
 service, trace, level and time; `--follow` keeps printing as the files grow. (The whole-platform
 demo lives with the platform, in the repository: `python -m bot.demo`.)
 
+`otel-session view` serves one session across every service on one page in the browser, over the same files
+(`otel_session.view`).
+
 `otel-session debug on|off|list|audit` makes, revokes and lists live debug grants held in Redis and
 prints their audit stream (`otel_session.grants` is the same as a library).
 """
@@ -19,6 +22,7 @@ import os
 import re
 import shlex
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -138,6 +142,25 @@ def build_parser() -> argparse.ArgumentParser:
                            "trace_id, span_id, attributes")
     logs.set_defaults(handler=_logs, parser=logs)
 
+    view = commands.add_parser(
+        "view", help="browse sessions in a local web page: a timeline per service, every record, live",
+        description="Serve a local web page over the OTLP-JSON files (what configure(exporter='file') and a "
+                    "Collector's file exporter write): every session, and one session across every service on a "
+                    "timeline with its traces and records, following the files as they grow.",
+    )
+    view.add_argument("--dir", type=Path, metavar="DIR",
+                      help="a directory (every *.json* file in it, recursively) or one file; "
+                           f"default: $OTEL_SESSION_LOG_DIR, else {log_dir({})}")
+    view.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                      help="the address to listen on (default 127.0.0.1: this machine only)")
+    view.add_argument("--port", type=_type(_port), default=8321, metavar="PORT",
+                      help="the port to listen on (default 8321; 0: any free port)")
+    view.add_argument("--open", action="store_true", help="open the page in a web browser")
+    view.add_argument("--db", type=Path, metavar="FILE",
+                      help="keep the index in this SQLite file, continued by the next run (default: a temporary "
+                           "file, removed on exit)")
+    view.set_defaults(handler=_view, parser=view)
+
     _add_debug(commands)
     return parser
 
@@ -217,6 +240,49 @@ def _view_hint(out: TextIO, path: Path, sessions: Sequence[str] | None) -> None:
     if sessions and len(set(sessions)) == 1:
         hint += f", then {VIEW_URL}/sessions/{quote(sessions[0], safe='')}"
     print(hint, file=sys.stderr, flush=True)
+
+
+# --- view ------------------------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    """`--port`: 0 to 65535. Raises `ValueError`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ValueError(f"invalid port {text!r}: use a number from 0 to 65535")
+    return value
+
+
+def _view(args: argparse.Namespace) -> int:
+    from otel_session.view.index import Index
+    from otel_session.view.server import is_loopback, serve
+
+    prog = f"{PROG} view"
+    path: Path = args.dir if args.dir is not None else log_dir()
+    if not path.exists():
+        hint = "" if args.dir is not None else " (set OTEL_SESSION_LOG_DIR or pass --dir)"
+        print(f"{prog}: error: no such directory: {path}{hint}", file=sys.stderr)
+        return 2
+    if not is_loopback(args.host):
+        print(f"{prog}: warning: listening on {args.host}: the logs are readable by anyone who can reach it",
+              file=sys.stderr)
+    try:
+        index = Index(path, args.db)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"{prog}: error: cannot open the index {args.db}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with _interrupted_by_sigterm(), contextlib.suppress(KeyboardInterrupt):
+            serve(index, args.host, args.port, open_browser=args.open)
+    except OSError as exc:  # the port is taken, the address is not ours
+        print(f"{prog}: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        index.close()
+    return 0
 
 
 def use_colour(out: TextIO) -> bool:

@@ -15,8 +15,10 @@ def page_server() -> Iterator[PageServer]:
     server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
+    """Module scope, not session: Playwright's sync API runs an event loop in this thread until it stops, and
+    any other module's test on this worker (`asyncio.run`) must find none running."""
     with chromium() as browser:
         yield browser
 
