@@ -43,7 +43,7 @@ bench: $(VENV)/.installed
 
 ## `otel-session view` at volume: a million records (about 0.8 GB in a temporary directory, removed after), then
 ## the index build, the API's answers and, with Python's playwright and /usr/bin/chromium, rendered pages.
-## About ten minutes on two cores, so not part of `make bench`; smaller: pass BENCH_VIEW_ARGS="--records 100000".
+## About four minutes on two cores, so not part of `make bench`; smaller: BENCH_VIEW_ARGS="--records 100000".
 bench-view: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/bench_view.py $(BENCH_VIEW_ARGS)
 
