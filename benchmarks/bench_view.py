@@ -385,7 +385,7 @@ def rendered_page_times(port: int, session_ids: list[str]) -> list[float] | str:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        return "skipped: Python's playwright is not installed (pip install playwright; no browser download needed)"
+        return "skipped: Python's playwright is not installed (the `browser` extra; no browser download needed)"
     if not os.path.exists(chromium):
         return f"skipped: no browser at {chromium}"
     times = []
