@@ -110,6 +110,12 @@ def trace_hex(text: str) -> str:
     return format(parse_trace_id(text), "032x")
 
 
+def _add_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, metavar="DIR",
+                        help="a directory (every *.json* file in it, recursively) or one file; "
+                             f"default: $OTEL_SESSION_LOG_DIR, else {log_dir({})}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Session-scoped OpenTelemetry logs.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -120,9 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Collector's file exporter write) in time order across services and files. Filters combine; "
                     "a filter given twice admits either value.",
     )
-    logs.add_argument("--dir", type=Path, metavar="DIR",
-                      help="a directory (every *.json* file in it, recursively) or one file; "
-                           f"default: $OTEL_SESSION_LOG_DIR, else {log_dir({})}")
+    _add_dir(logs)
     logs.add_argument("--session", action="append", metavar="ID", help="only this session.id")
     logs.add_argument("--user", action="append", metavar="ID", help="only this user.id")
     logs.add_argument("--service", action="append", metavar="NAME", help="only this service.name")
@@ -148,9 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Collector's file exporter write): every session, and one session across every service on a "
                     "timeline with its traces and records, following the files as they grow.",
     )
-    view.add_argument("--dir", type=Path, metavar="DIR",
-                      help="a directory (every *.json* file in it, recursively) or one file; "
-                           f"default: $OTEL_SESSION_LOG_DIR, else {log_dir({})}")
+    _add_dir(view)
     view.add_argument("--host", default="127.0.0.1", metavar="HOST",
                       help="the address to listen on (default 127.0.0.1: this machine only)")
     view.add_argument("--port", type=_type(_port), default=8321, metavar="PORT",

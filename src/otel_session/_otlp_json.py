@@ -11,7 +11,7 @@ import contextlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from google.protobuf.json_format import MessageToDict
@@ -212,31 +212,37 @@ def request_kind(request: dict[str, Any]) -> str | None:
     return None
 
 
+def _items(request: dict[str, Any], signal: str, scopes: str, items: str
+           ) -> Iterator[tuple[dict[str, Any], str, dict[str, Any], str]]:
+    """Each item of a request (a log record, a span) with its resource, service and scope name."""
+    for resource_items in _list(request[signal]):
+        resource_items = _dict(resource_items)
+        resource = key_values(_dict(resource_items.get("resource")).get("attributes"))
+        service = _service(resource)
+        for scope_items in _list(resource_items.get(scopes)):
+            scope_items = _dict(scope_items)
+            scope_name = _dict(scope_items.get("scope")).get("name")
+            scope = scope_name if isinstance(scope_name, str) else ""
+            for item in _list(scope_items.get(items)):
+                yield _dict(item), service, resource, scope
+
+
 def _records(request: dict[str, Any]) -> list[Record]:
     records: list[Record] = []
-    for resource_logs in _list(request["resourceLogs"]):
-        resource_logs = _dict(resource_logs)
-        resource = key_values(_dict(resource_logs.get("resource")).get("attributes"))
-        service = _service(resource)
-        for scope_logs in _list(resource_logs.get("scopeLogs")):
-            scope_logs = _dict(scope_logs)
-            scope_name = _dict(scope_logs.get("scope")).get("name")
-            logger = scope_name if isinstance(scope_name, str) else ""
-            for record in _list(scope_logs.get("logRecords")):
-                record = _dict(record)
-                number, level = _severity(record)
-                records.append(Record(
-                    time_unix_nano=_int(record.get("timeUnixNano")) or _int(record.get("observedTimeUnixNano")),
-                    severity_number=number,
-                    level=level,
-                    logger=logger,
-                    message=_message(record.get("body")),
-                    attributes=key_values(record.get("attributes")),
-                    trace_id=parse_id(record.get("traceId"), 16),
-                    span_id=parse_id(record.get("spanId"), 8),
-                    service=service,
-                    resource=resource,
-                ))
+    for record, service, resource, logger in _items(request, "resourceLogs", "scopeLogs", "logRecords"):
+        number, level = _severity(record)
+        records.append(Record(
+            time_unix_nano=_int(record.get("timeUnixNano")) or _int(record.get("observedTimeUnixNano")),
+            severity_number=number,
+            level=level,
+            logger=logger,
+            message=_message(record.get("body")),
+            attributes=key_values(record.get("attributes")),
+            trace_id=parse_id(record.get("traceId"), 16),
+            span_id=parse_id(record.get("spanId"), 8),
+            service=service,
+            resource=resource,
+        ))
     return records
 
 
@@ -301,16 +307,8 @@ def _span(span: dict[str, Any], service: str, resource: dict[str, Any], scope: s
 
 
 def _spans(request: dict[str, Any]) -> list[Span]:
-    spans: list[Span] = []
-    for resource_spans in _list(request["resourceSpans"]):
-        resource_spans = _dict(resource_spans)
-        resource = key_values(_dict(resource_spans.get("resource")).get("attributes"))
-        service = _service(resource)
-        for scope_spans in _list(resource_spans.get("scopeSpans")):
-            scope_spans = _dict(scope_spans)
-            scope = _text(_dict(scope_spans.get("scope")).get("name"))
-            spans.extend(_span(_dict(span), service, resource, scope) for span in _list(scope_spans.get("spans")))
-    return spans
+    return [_span(span, service, resource, scope)
+            for span, service, resource, scope in _items(request, "resourceSpans", "scopeSpans", "spans")]
 
 
 def decode_spans(line: str | bytes) -> list[Span]:
