@@ -4,7 +4,7 @@ VENV := .venv
 PINS_VENV := .venv-pins
 PINS := constraints/openwebui-0.12.txt
 
-.PHONY: demo test test-latest test-pins test-fast lint bench bench-view redis chromium web clean
+.PHONY: demo test test-latest test-pins test-fast lint bench bench-view redis chromium web collector clean
 
 ## Set up the environment, make sure Redis runs, and run the whole platform once (the main job).
 demo: redis $(VENV)/.installed
@@ -52,6 +52,11 @@ redis:
 
 chromium:
 	bash scripts/ensure-chromium.sh
+
+## The OpenTelemetry Collector of collector-builder.yaml, built once into a cache outside the repository;
+## validates collector-config.yaml and prints the binary's path on its last line (needs Go).
+collector:
+	@bash scripts/build-collector.sh
 
 ## The browser page's bundle (web/dist/app.js): the locked npm packages, then esbuild.
 web: web/dist/app.js
