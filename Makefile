@@ -18,7 +18,7 @@ demo: redis $(VENV)/.installed
 ## Markers say what a test needs (pyproject.toml, tests/conftest.py): redis, processes, bot, manifold.
 ## The browser tests (tests/browser/) also need Debian's Chromium and the page's bundle.
 PYTEST := -m pytest -q -n 2 --dist load
-test: redis chromium web
+test: redis chromium web collector
 	$(MAKE) -j2 $(VENV)/.installed $(PINS_VENV)/.installed
 	$(MAKE) test-latest test-pins
 

@@ -21,6 +21,7 @@ FOLDER_MARKS: dict[str, tuple[str, ...]] = {
     "processes": ("processes",),
     "bot_platform": ("bot", "latest_only"),  # the bot services and the demo: on the newest releases only
     "manifold_pipe": ("manifold",),
+    "collector": ("collector", "processes"),  # the real Collector (make collector) as a process
     # Chromium on the page in web/, against the bot services as real processes on Redis
     "browser": ("browser", "bot", "redis", "processes", "latest_only"),
 }
