@@ -107,17 +107,28 @@ def _running(pid: int) -> bool:
     return state not in "ZX"
 
 
+def exporter_env(otel_dir: Path, otlp_endpoint: str | None = None) -> dict[str, str]:
+    """Where every service (and the cold bots the operator spawns, which inherit it) sends logs, spans and
+    metrics: OTLP-JSON files in `otel_dir`, or OTLP/HTTP to a Collector at `otlp_endpoint`."""
+    if otlp_endpoint:
+        return {"OTEL_LOGS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+                "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    return {"OTEL_LOGS_EXPORTER": "file", "OTEL_SESSION_LOG_DIR": str(otel_dir)}
+
+
 class Deployment:
     """The processes and Redis keys of one run."""
 
     def __init__(self, log_dir: Path, redis_url: str | None = None, otel_dir: Path | None = None, name: str = "test",
-                 **env: str) -> None:
-        """`log_dir`: the services' output; `otel_dir` (default `log_dir/otel`): their OTLP-JSON logs;
+                 otlp_endpoint: str | None = None, **env: str) -> None:
+        """`log_dir`: the services' output; `otel_dir` (default `log_dir/otel`): their OTLP-JSON logs, or where
+        the Collector at `otlp_endpoint` writes its files when every service exports to one (OTLP/HTTP) instead;
         `name`: what its Redis keys start with."""
         self.log_dir = log_dir
         self.redis_url = redis_url or default_redis_url()
         self.keys = Keys(f"{name}-{uuid.uuid4().hex[:10]}:")
         self.otel_dir = otel_dir or log_dir / "otel"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.otel_dir.mkdir(parents=True, exist_ok=True)
         self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_connect_timeout=2)
         self.services: list[Service] = []
@@ -128,8 +139,7 @@ class Deployment:
         self.base_env.update({
             "REDIS_URL": self.redis_url, "BOT_KEY_PREFIX": self.keys.prefix,
             "OTEL_SESSION_REDIS_URL": self.redis_url, "OTEL_SESSION_REDIS_PREFIX": self.keys.prefix,
-            "OTEL_LOGS_EXPORTER": "file",
-            "OTEL_SESSION_LOG_DIR": str(self.otel_dir), "OTEL_BLRP_SCHEDULE_DELAY": "100",
+            **exporter_env(self.otel_dir, otlp_endpoint), "OTEL_BLRP_SCHEDULE_DELAY": "100",
             "BOT_CONSOLE_LEVEL": "WARNING", "GLOBAL_LOG_LEVEL": "INFO", **env})
 
     # -- services ---------------------------------------------------------------------------------

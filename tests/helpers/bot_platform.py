@@ -15,6 +15,7 @@ from bot import rooms
 from bot.demo.harness import Deployment, Service, wait_for
 from bot.keys import Keys
 from bot.settings import redis_url
+from tests.helpers.collector import Collector
 from tests.helpers.support import otlp_records
 
 REDIS_URL = redis_url()
@@ -26,10 +27,15 @@ FAST = {"BOT_KEEPALIVE_S": "0.3", "BOT_LOCK_TTL_S": "3", "BOT_HEARTBEAT_S": "0.3
 
 
 class Platform(Deployment):
-    """One test's deployment: its own key prefix, log directory and processes."""
+    """One test's deployment: its own key prefix, log directory and processes; with `collector` (a started
+    `tests.helpers.collector.Collector`) every service exports to it, and `logs` is its directory."""
 
-    def __init__(self, tmp: Path, redis_url: str = REDIS_URL, **env: str) -> None:
-        super().__init__(tmp, redis_url, **{**FAST, **env})
+    def __init__(self, tmp: Path, redis_url: str = REDIS_URL, collector: Collector | None = None, **env: str) -> None:
+        if collector is None:
+            super().__init__(tmp, redis_url, **{**FAST, **env})
+        else:
+            super().__init__(tmp, redis_url, otel_dir=collector.directory, otlp_endpoint=collector.endpoint,
+                             **{**FAST, **env})
 
     @property
     def prefix(self) -> str:

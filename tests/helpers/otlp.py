@@ -1,9 +1,13 @@
-"""A loopback OTLP/HTTP receiver for tests: what a Collector's otlp receiver would get, decoded."""
+"""A loopback OTLP/HTTP receiver for tests: what a Collector's otlp receiver would get, decoded. With `forward`,
+a tap in front of a real Collector: it keeps what each service sent and passes every request on unchanged, so a
+test can compare what the services sent with what the Collector wrote."""
 
 from __future__ import annotations
 
 import gzip
 import threading
+import urllib.error
+import urllib.request
 import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,16 +38,23 @@ class Received:
 
 
 class OtlpReceiver:
-    """Accepts OTLP/HTTP protobuf on `/v1/logs` and `/v1/traces`, like a Collector's otlp receiver."""
+    """Accepts OTLP/HTTP protobuf on `/v1/logs` and `/v1/traces`, like a Collector's otlp receiver; with
+    `forward` (a Collector's OTLP/HTTP endpoint), every request also goes on to it (metrics too, undecoded),
+    and the Collector's answer is the answer: a request it refused is not counted as received."""
 
-    def __init__(self) -> None:
+    def __init__(self, forward: str | None = None) -> None:
         self.requests: list[Received] = []
         self.refused: list[str] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                raw = body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                answer = self._forward(forward, raw) if forward is not None else None
+                if answer is not None and answer[0] != 200:
+                    receiver.refused.append(self.path)
+                    self._reply(*answer)
+                    return
                 encoding = (self.headers.get("Content-Encoding") or "").lower()
                 if encoding == "gzip":
                     body = gzip.decompress(body)
@@ -51,16 +62,31 @@ class OtlpReceiver:
                     body = zlib.decompress(body)
                 decoders = _DECODERS.get(self.path)
                 if decoders is None:
-                    receiver.refused.append(self.path)
-                    self.send_response(404)
-                    self.end_headers()
+                    if answer is None:
+                        receiver.refused.append(self.path)
+                    self._reply(*(answer or (404, b"", "")))
                     return
                 request_type, response_type = decoders
                 receiver.requests.append(Received(self.path, self.headers.get("Content-Type", ""), encoding,
                                                   request_type.FromString(body)))
-                reply = response_type().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
+                self._reply(*(answer or (200, response_type().SerializeToString(), "application/x-protobuf")))
+
+            def _forward(self, target: str, raw: bytes) -> tuple[int, bytes, str]:
+                """The request passed on as it came; the Collector's answer (503 when it cannot be reached)."""
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "content-encoding")}
+                request = urllib.request.Request(target + self.path, data=raw, headers=headers, method="POST")
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        return answer.status, answer.read(), answer.headers.get("Content-Type", "")
+                except urllib.error.HTTPError as error:
+                    return error.code, error.read(), error.headers.get("Content-Type", "")
+                except OSError:
+                    return 503, b"", ""
+
+            def _reply(self, status: int, reply: bytes, kind: str) -> None:
+                self.send_response(status)
+                if kind:
+                    self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)
@@ -93,6 +119,7 @@ class OtlpReceiver:
                             "body": _value(record.body), "severity_number": record.severity_number,
                             "severity_text": record.severity_text, "attrs": _attributes(record.attributes),
                             "trace_id": record.trace_id.hex(), "span_id": record.span_id.hex(),
+                            "time_unix_nano": record.time_unix_nano,
                         })
         return out
 
