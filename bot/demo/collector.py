@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from bot.demo.harness import ROOT, free_port
@@ -34,8 +35,10 @@ def collector_binary() -> Path:
 class Collector:
     """One Collector process writing its files into `directory` (logs.json, traces.json, metrics.json)."""
 
-    def __init__(self, directory: Path, *, log: Path | None = None) -> None:
+    def __init__(self, directory: Path, *, log: Path | None = None, settings: Sequence[str] = ()) -> None:
+        """`settings`: `--set` values over the config (`exporters::file/logs::rotation::max_megabytes=1`)."""
         self.directory = Path(directory)
+        self.settings = tuple(settings)
         self.log = log or self.directory.parent / f"{self.directory.name}.collector.log"
         self.http_port, self.grpc_port, self.health_port = free_port(), free_port(), free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -61,7 +64,8 @@ class Collector:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         env = {**os.environ, **self.env}
         with open(self.log, "ab") as out:  # a file, not a pipe: the debug exporter writes a line per batch
-            self.proc = subprocess.Popen([str(collector_binary()), f"--config={CONFIG}"], env=env, stdout=out,
+            self.proc = subprocess.Popen([str(collector_binary()), f"--config={CONFIG}",
+                                          *(f"--set={s}" for s in self.settings)], env=env, stdout=out,
                                          stderr=subprocess.STDOUT, cwd=self.directory.parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

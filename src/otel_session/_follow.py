@@ -3,8 +3,10 @@
 Files are streamed line by line and only the records that pass the `LogFilter` are kept. Lines that
 cannot be read (a writer mid-write, garbage, JSON that is not an OTLP request) and files that cannot
 be opened are counted in `ReadStats`, never raised. `LogTail` reads a directory incrementally, so a
-follower sees appended lines, new files and rotated files (`logs-2026-11-23T10-00-00.000.json`,
-`*.gz`), followed by inode so a renamed file is not read twice.
+follower sees appended lines, new files and rotated files (a Collector's `logs-2026-11-23T10-00-00.000-size.json`,
+`*.gz`), followed by inode so a renamed file is not read twice. Any `*.json*` name is read, so a Collector's
+directory (logs.json, traces.json, metrics.json and their rotated files) needs nothing more: its metrics lines
+hold neither records nor spans and are skipped quietly, not counted.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def test_the_exporter_closes_a_torn_line_so_it_costs_one_bad_line_and_never_the_
 
 
 def test_gzip_files_logs_and_spans_and_other_signals_in_one_file(tmp_path):
-    path = tmp_path / "traces-2026-11-23T10-00-00.000.json.gz"
+    path = tmp_path / "traces-2026-11-23T10-00-00.000-size.json.gz"
     spans_line = encode_spans_json_line(sdk_spans("zipped", service="collector-svc"))
     with gzip.open(path, "wt") as f:
         f.write(spans_line + LOG_LINE + "\n" + '{"resourceMetrics": []}\n' + "garbage\n")
@@ -131,7 +131,7 @@ def test_a_collectors_rotated_traces_files_and_our_files_are_read_once_each(tmp_
     `traces-<time>.json` and maybe compressed; beside it, our own log and span files."""
     collector = tmp_path / "traces"
     collector.mkdir()
-    with gzip.open(collector / "traces-2026-11-23T09-00-00.000.json.gz", "wt") as f:
+    with gzip.open(collector / "traces-2026-11-23T09-00-00.000-size.json.gz", "wt") as f:
         f.write(encode_spans_json_line(sdk_spans("old", service="gateway")))
     live = collector / "traces.json"
     live.write_text(encode_spans_json_line(sdk_spans("c1", service="gateway")))
@@ -143,17 +143,17 @@ def test_a_collectors_rotated_traces_files_and_our_files_are_read_once_each(tmp_
     seen = [(path.name, chunk.kind, [s.name for s in chunk.spans]) for path, chunk in tail.read()]
     assert sorted(seen) == sorted([
         (f"svc.{os.getpid()}.jsonl", LOGS, []), (f"svc.{os.getpid()}.spans.jsonl", TRACES, ["s1"]),
-        ("traces.json", TRACES, ["c1"]), ("traces-2026-11-23T09-00-00.000.json.gz", TRACES, ["old"])])
+        ("traces.json", TRACES, ["c1"]), ("traces-2026-11-23T09-00-00.000-size.json.gz", TRACES, ["old"])])
     assert list(tail.read()) == []
 
     with open(live, "a") as f:  # grows, then the Collector rotates it and starts a new traces.json
         f.write(encode_spans_json_line(sdk_spans("c2", service="gateway")))
-    live.rename(collector / "traces-2026-11-23T10-00-00.000.json")
+    live.rename(collector / "traces-2026-11-23T10-00-00.000-size.json")
     live.write_text(encode_spans_json_line(sdk_spans("c3", service="gateway")))
     ours.export(sdk_spans("s2"))
     later = [(path.name, [s.name for s in chunk.spans]) for path, chunk in tail.read()]
     assert sorted(later) == sorted([(f"svc.{os.getpid()}.spans.jsonl", ["s2"]),
-                                    ("traces-2026-11-23T10-00-00.000.json", ["c2"]), ("traces.json", ["c3"])])
+                                    ("traces-2026-11-23T10-00-00.000-size.json", ["c2"]), ("traces.json", ["c3"])])
     ours.shutdown()
 
     assert [s.name for s in read_spans(tmp_path)] == ["old", "c1", "s1", "c2", "c3", "s2"]  # by start time

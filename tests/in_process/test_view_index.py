@@ -110,13 +110,13 @@ def test_a_rotated_file_is_continued_not_read_again(index):
     index.refresh()
     with live.open("a") as out:
         out.write(line(record("appended, then rotated", at_ms=1, session="s-1")))
-    live.rename(index.directory / "logs-2026-11-23T10-00-00.000.json")
+    live.rename(index.directory / "logs-2026-11-23T10-00-00.000-size.json")
     live.write_text(line(record("after", at_ms=2, session="s-1")))
     stats = index.refresh()
     assert (stats.records, stats.duplicate_lines) == (2, 0)
     assert [r["message"] for r in index.session("s-1")["records"]] == ["before", "appended, then rotated", "after"]
     paths = sorted(f["path"] for f in index.status()["files"])
-    assert paths == ["logs-2026-11-23T10-00-00.000.json", "logs.json"]
+    assert paths == ["logs-2026-11-23T10-00-00.000-size.json", "logs.json"]
 
 
 def test_gzip_files_are_read_and_a_compressed_copy_is_not_indexed_twice(index):

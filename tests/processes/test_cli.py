@@ -307,12 +307,12 @@ def test_collector_rotated_and_compressed_files_are_read_in_time_order(tmp_path,
     base = ns(datetime(2026, 11, 23, 10, tzinfo=UTC))
     collector = tmp_path / "collector"
     collector.mkdir()
-    (collector / "logs-2026-11-23T10-00-00.000.json").write_text(
+    (collector / "logs-2026-11-23T10-00-00.000-size.json").write_text(
         otlp_line("api", record(base + 1, "first", session="c"), record(base + 4, "fourth", session="c"))
         + otlp_line("worker", record(base + 3, "third", session="c", number=13, text="WARN")))
     (collector / "logs.json").write_text(otlp_line("api", record(base + 6, "sixth", session="c", text=None,
                                                                  number=17)))
-    with gzip.open(collector / "logs-2026-11-23T09-00-00.000.json.gz", "wt") as f:
+    with gzip.open(collector / "logs-2026-11-23T09-00-00.000-size.json.gz", "wt") as f:
         f.write(otlp_line("worker", record(base + 2, "second", session="c"), record(base + 5, "fifth", session="c")))
     rows = run_json(capsys, "--dir", str(tmp_path))
     assert [r["message"] for r in rows] == ["first", "second", "third", "fourth", "fifth", "sixth"]
@@ -436,7 +436,7 @@ def test_follow_prints_records_written_after_it_started(tmp_path):
             f.write(line[40:])
         assert follower.wait_for(3)[2] == "written in two parts"
 
-        live.rename(tmp_path / "logs-2026-11-23T10-00-00.000.json")  # the Collector rotates: nothing read twice
+        live.rename(tmp_path / "logs-2026-11-23T10-00-00.000-size.json")  # the Collector rotates: nothing read twice
         live.write_text(otlp_line("api", record(now + 6, "after rotation", session="s-f")))
         assert follower.wait_for(4)[3] == "after rotation"
         time.sleep(1.2)
