@@ -4,11 +4,17 @@ VENV := .venv
 PINS_VENV := .venv-pins
 PINS := constraints/openwebui-0.12.txt
 
-.PHONY: demo test test-latest test-pins test-fast lint bench bench-view redis chromium web collector clean
+.PHONY: demo demo-collector test test-latest test-pins test-fast lint bench bench-view redis chromium web collector clean
 
 ## Set up the environment, make sure Redis runs, and run the whole platform once (the main job).
+## DEMO_ARGS go to `python -m bot.demo` (its --help lists them), e.g. make demo DEMO_ARGS=--view.
 demo: redis $(VENV)/.installed
-	$(VENV)/bin/python -m bot.demo
+	$(VENV)/bin/python -m bot.demo $(DEMO_ARGS)
+
+## The same through a real OpenTelemetry Collector (make collector: needs Go): every service exports to it over
+## OTLP and the report reads its files (logs.json, traces.json, metrics.json).
+demo-collector: redis $(VENV)/.installed
+	$(VENV)/bin/python -m bot.demo --collector $(DEMO_ARGS)
 
 ## Set up both environments, make sure Redis runs, and run the suite twice:
 ## on the newest releases, and on Open WebUI 0.12's pins.

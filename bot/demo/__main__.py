@@ -2,12 +2,15 @@
 
 Midway it grants DEBUG for one live session and makes another's bot fail (its buffered DEBUG records are
 flushed everywhere); then it prints what each service logged per session. It cleans up on exit, Ctrl-C included.
+With `--collector` every service exports over OTLP to a real OpenTelemetry Collector (`make collector`) that writes
+its files under the demo's directory, and the report reads those.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -25,6 +28,7 @@ from urllib.parse import quote
 import httpx
 import redis
 
+from bot.demo.collector import Collector, collector_binary
 from bot.demo.harness import Deployment, wait_for
 from bot.settings import DEFAULT_REDIS_URL
 from bot.settings import redis_url as default_redis_url
@@ -71,8 +75,15 @@ def view_command(log_dir: Path, port: int) -> str:
     return f"otel-session view --dir {shlex.quote(str(log_dir))}{port_flag}"
 
 
-def run(redis_url: str, log_dir: Path, view_port: int = VIEW_PORT, view: bool = False) -> int:
-    dep = Deployment(log_dir, redis_url, otel_dir=log_dir, name="demo", BOT_CONSOLE_LEVEL="ERROR",
+def otel_dir(log_dir: Path, collector: bool) -> Path:
+    """Where the records are: the services' own files in `log_dir`, or the Collector's files under it."""
+    return log_dir / "collector" if collector else log_dir
+
+
+def run(redis_url: str, log_dir: Path, view_port: int = VIEW_PORT, view: bool = False, collector: bool = False) -> int:
+    otel = Collector(otel_dir(log_dir, True), log=log_dir / "collector.out") if collector else None
+    dep = Deployment(log_dir, redis_url, otel_dir=otel_dir(log_dir, collector), name="demo",
+                     otlp_endpoint=otel.endpoint if otel else None, BOT_CONSOLE_LEVEL="ERROR",
                      BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10", OTEL_SESSION_BUFFER_LEVEL="DEBUG",
                      BOT_FAULT_MESSAGE=DRILL, BOT_ADMIN_TOKEN=ADMIN_TOKEN)
     try:
@@ -82,13 +93,19 @@ def run(redis_url: str, log_dir: Path, view_port: int = VIEW_PORT, view: bool = 
         say("Start one with `bash scripts/ensure-redis.sh` (or `redis-server --daemonize yes`), or point REDIS_URL "
             "at yours, then run the demo again.")
         return 1
+    if otel is not None and not _start_collector(otel):
+        return 1
     joins = [
         Join("Ada", "demo-session-ada", "user-ada", "https://rooms.example/standup"),
         Join("Grace", "demo-session-grace", "user-grace", "https://rooms.example/retro"),
         Join("Linus", "demo-session-linus", "user-linus", "https://rooms.example/planning"),
     ]
     try:
-        say(f"Logs go to {dep.otel_dir} (OTLP JSON); Redis keys under {dep.keys.prefix}")
+        if otel is None:
+            say(f"Logs go to {dep.otel_dir} (OTLP JSON); Redis keys under {dep.keys.prefix}")
+        else:
+            say(f"Every service exports to the Collector at {otel.endpoint} (OTLP/HTTP); it writes {dep.otel_dir}; "
+                f"Redis keys under {dep.keys.prefix}")
         say("Starting the manifold host (Open WebUI pipe; "
             + ("real OpenAI API)" if os.environ.get("OPENAI_API_KEY") else "offline Responses API stand-in)"))
         dep.start_manifold()
@@ -165,9 +182,13 @@ def run(redis_url: str, log_dir: Path, view_port: int = VIEW_PORT, view: bool = 
             say(f"  {join.who}'s launch: {left['status']}")
         wait_for(lambda: not dep.cold_bots(), 30, what="the cold bot to exit")
         dep.stop_all()
+        if otel is not None:
+            otel.stop()  # SIGTERM: it drains its pipelines into its files first
         _report(joins[:3], dep.otel_dir, switched_ns, revoked_ns, view_port)
         _audit_report(audit)
-        _view_report(dep.otel_dir, view_port, view)
+        if otel is not None:
+            _collector_report(otel)
+        _view_report(dep.otel_dir, view_port, view, "--collector " if otel else "")
         return 0
     except KeyboardInterrupt:
         say("\nInterrupted; cleaning up")
@@ -177,6 +198,8 @@ def run(redis_url: str, log_dir: Path, view_port: int = VIEW_PORT, view: bool = 
         return 1
     finally:
         dep.cleanup()
+        if otel is not None:
+            otel.stop()
 
 
 def _report(joins: list[Join], log_dir: Path, switched_ns: int, revoked_ns: int, view_port: int) -> None:
@@ -211,6 +234,40 @@ def _report(joins: list[Join], log_dir: Path, switched_ns: int, revoked_ns: int,
         say()
 
 
+def _start_collector(otel: Collector) -> bool:
+    say("Starting the OpenTelemetry Collector (make collector: built once, a few minutes the first time)")
+    try:
+        say(f"  {collector_binary()} --config collector-config.yaml, on free ports")
+        otel.start()
+    except (RuntimeError, OSError) as exc:
+        say(f"The Collector did not start: {exc}")
+        return False
+    return True
+
+
+def _collector_report(otel: Collector) -> None:
+    """What the Collector wrote, counted from its files: records, spans, and metrics by name."""
+    from otel_session.log_reader import read_records, read_spans
+
+    records = sum(1 for _ in read_records(otel.directory))
+    spans = len(read_spans(otel.directory))
+    names: set[str] = set()
+    points = 0
+    for path in sorted(otel.directory.glob("metrics*.json")):
+        for line in path.read_text().splitlines():
+            for resource in json.loads(line).get("resourceMetrics", ()):
+                for scope in resource.get("scopeMetrics", ()):
+                    for metric in scope.get("metrics", ()):
+                        names.add(metric["name"])
+                        points += sum(len(v.get("dataPoints", ())) for v in metric.values() if isinstance(v, dict))
+    files = ", ".join(sorted(p.name for p in otel.directory.iterdir() if p.is_file()))
+    say(f"== The Collector (stopped with SIGTERM: it drained into its files) wrote {files} in {otel.directory}")
+    say(f"   log records {records}, spans {spans}, "
+        + (f"metrics {len(names)} ({points} data points): {', '.join(sorted(names))}" if names else "metrics none"))
+    say(f"   its own output: {otel.log}")
+    say()
+
+
 def _audit_report(audit: list[dict[str, Any]]) -> None:
     say("== The audit (otel_session:audit; each entry was also a WARNING record on otel_session.audit)")
     for entry in audit:
@@ -220,11 +277,11 @@ def _audit_report(audit: list[dict[str, Any]]) -> None:
     say()
 
 
-def _view_report(log_dir: Path, port: int, starting: bool) -> None:
+def _view_report(log_dir: Path, port: int, starting: bool, flags: str = "") -> None:
     say("== The view: each session above on one page, every service's records and spans on one timeline")
     say(f"   {view_command(log_dir, port)}")
     if not starting:
-        say("   (then open a session's page above; `python -m bot.demo --view` starts it for you)")
+        say(f"   (then open a session's page above; `python -m bot.demo {flags}--view` starts it for you)")
     say()
 
 
@@ -271,12 +328,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "Ctrl-C (default: print the command that does)")
     parser.add_argument("--view-port", type=int, default=VIEW_PORT, metavar="PORT",
                         help=f"the view's port, in the URLs printed and with --view (default {VIEW_PORT})")
+    parser.add_argument("--collector", action="store_true",
+                        help="export through a real OpenTelemetry Collector (built by `make collector`, needs Go) "
+                             "started on free ports, its files in DIR/collector, and report from those")
     args = parser.parse_args(argv)
     directory: Path = args.log_dir or Path(tempfile.mkdtemp(prefix="otel-session-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
-    code = run(args.redis_url, directory, args.view_port, args.view)
+    code = run(args.redis_url, directory, args.view_port, args.view, args.collector)
     if code == 0 and args.view:
-        return serve_view(directory, args.view_port)
+        return serve_view(otel_dir(directory, args.collector), args.view_port)
     return code
 
 

@@ -96,7 +96,8 @@ def test_the_demo_has_its_own_help():
                          timeout=60)
     assert out.returncode == 0
     assert " ".join(out.stdout.split("\n\n")[0].split()) == (
-        "usage: python -m bot.demo [-h] [--redis-url REDIS_URL] [--log-dir DIR] [--view] [--view-port PORT]")
+        "usage: python -m bot.demo [-h] [--redis-url REDIS_URL] [--log-dir DIR] [--view] [--view-port PORT] "
+        "[--collector]")
 
 
 def _free_port() -> int:
