@@ -16,22 +16,15 @@ import httpx
 import pytest
 import redis
 
-from tests.helpers.bot_platform import REDIS_URL
+from tests.helpers.bot_platform import REDIS_URL, demo_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.processes, pytest.mark.manifold]  # and the folder's (tests/conftest.py)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _demo_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BOT_"))}
-    env.pop("OPENAI_API_KEY", None)
-    env["REDIS_URL"] = REDIS_URL
-    return env
-
-
 def test_the_demo_runs_the_whole_platform_and_reports_each_session(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bot.demo", "--log-dir", str(tmp_path)], cwd=ROOT,
-                         env=_demo_env(), capture_output=True, text=True, timeout=180)
+                         env=demo_env(), capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert text.count("-> warm runner") == 2 and text.count("-> cold bot, pid") == 1
@@ -110,7 +103,7 @@ def _free_port() -> int:
 def test_the_demo_with_view_serves_the_sessions_it_printed_until_ctrl_c(tmp_path):
     port = _free_port()
     demo = subprocess.Popen([sys.executable, "-m", "bot.demo", "--log-dir", str(tmp_path), "--view",
-                             "--view-port", str(port)], cwd=ROOT, env=_demo_env(), stdout=subprocess.PIPE,
+                             "--view-port", str(port)], cwd=ROOT, env=demo_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     text = ""
     try:

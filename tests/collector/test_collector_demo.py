@@ -3,7 +3,6 @@ read from the Collector's files."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -12,8 +11,8 @@ import httpx
 import pytest
 
 from otel_session.log_reader import read_spans
-from tests.bot_platform.test_demo import ROOT, _demo_env
-from tests.collector.test_collector_platform import _metrics
+from tests.helpers.bot_platform import demo_env
+from tests.helpers.collector import ROOT, logs_json, metrics_by_service
 
 pytestmark = [pytest.mark.bot, pytest.mark.redis, pytest.mark.latest_only, pytest.mark.manifold]
 SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
@@ -21,7 +20,7 @@ SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
 
 def test_the_demo_through_the_collector_reports_what_the_collectors_files_hold(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bot.demo", "--collector", "--log-dir", str(tmp_path)], cwd=ROOT,
-                         env=_demo_env(), capture_output=True, text=True, timeout=300)
+                         env=demo_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     files = tmp_path / "collector"
@@ -38,14 +37,11 @@ def test_the_demo_through_the_collector_reports_what_the_collectors_files_hold(t
     assert section[0] == (" (stopped with SIGTERM: it drained into its files) wrote "
                           f"{', '.join(sorted(p.name for p in files.iterdir()))} in {files}")
     assert {"logs.json", "traces.json"} <= {p.name for p in files.iterdir()}
-    logs = subprocess.run([sys.executable, "-m", "otel_session", "logs", "--dir", str(files), "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert logs.returncode == 0 and logs.stderr == "", logs.stderr
-    records = [json.loads(line) for line in logs.stdout.splitlines()]
+    records = logs_json(files)
     assert {r["service"] for r in records} >= set(SERVICES)
     spans = read_spans(files)
     assert {s.service for s in spans} >= set(SERVICES)
-    metrics = _metrics(files)
+    metrics = metrics_by_service(files)
     names = sorted(set().union(*metrics.values())) if metrics else []
     points = f"metrics {len(names)} " if names else "metrics none"
     assert section[1].startswith(f"   log records {len(records)}, spans {len(spans)}, {points}"), section

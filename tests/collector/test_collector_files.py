@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ from typing import Any
 import pytest
 
 from otel_session.log_reader import read_spans
-from tests.helpers.collector import Collector
+from tests.helpers.collector import Collector, get_json, logs_json, view_of
 from tests.helpers.support import wait_for
 from tests.helpers.view import line, record
-from tests.processes.test_view_cli import start_view, stop
 
 RUNS, PER_RUN = 3, 1500  # about 0.75 MB a run: two rotations at 1 MB
 ROTATED = re.compile(r"logs-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}-size\.json")
@@ -65,11 +63,6 @@ class Files:
     view_status: dict[str, Any]
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as reply:
-        return json.load(reply)
-
-
 def _post_json(url: str, body: str) -> int:
     request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as reply:
@@ -77,7 +70,7 @@ def _post_json(url: str, body: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
+def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     tmp = tmp_path_factory.mktemp("collector-files")
     collector = Collector(tmp / "collector", settings=[
         "exporters::file/logs::rotation::max_megabytes=1",
@@ -87,43 +80,34 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Files]:
     with open(follow_out, "wb") as out:
         follower = subprocess.Popen([sys.executable, "-m", "otel_session", "logs", "--dir", str(collector.directory),
                                      "-f", "--json"], stdout=out, stderr=subprocess.PIPE)
-    view, url = start_view("--dir", str(collector.directory))
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env.update(OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BLRP_SCHEDULE_DELAY="100")
-        for run in range(RUNS):
-            done = subprocess.run([sys.executable, "-c", WRITER, str(run), str(PER_RUN)], env=env,
-                                  capture_output=True, text=True, timeout=120)
-            assert done.returncode == 0, done.stderr
-        # One request of two services (two resources) in OTLP JSON, as any OTLP/HTTP sender may send it.
-        two = json.loads(line(record("from alpha", session="s-two"), service="alpha"))
-        two["resourceLogs"] += json.loads(line(record("from beta", at_ms=1, session="s-two"),
-                                               service="beta"))["resourceLogs"]
-        assert _post_json(f"{collector.endpoint}/v1/logs", json.dumps(two)) == 200
-        assert collector.stop() == 0, collector.log_text()[-4000:]
-        total = RUNS * PER_RUN + 2
-        wait_for(lambda: len(follow_out.read_text().splitlines()) >= total, timeout=30, what="the follower")
-        status = wait_for(lambda: (s := _get(f"{url}api/status"))["records"] >= total and s, timeout=30,
-                          what="the view's index")
+        with view_of(collector.directory) as url:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+            env.update(OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BLRP_SCHEDULE_DELAY="100")
+            for run in range(RUNS):
+                done = subprocess.run([sys.executable, "-c", WRITER, str(run), str(PER_RUN)], env=env,
+                                      capture_output=True, text=True, timeout=120)
+                assert done.returncode == 0, done.stderr
+            # One request of two services (two resources) in OTLP JSON, as any OTLP/HTTP sender may send it.
+            two = json.loads(line(record("from alpha", session="s-two"), service="alpha"))
+            two["resourceLogs"] += json.loads(line(record("from beta", at_ms=1, session="s-two"),
+                                                   service="beta"))["resourceLogs"]
+            assert _post_json(f"{collector.endpoint}/v1/logs", json.dumps(two)) == 200
+            assert collector.stop() == 0, collector.log_text()[-4000:]
+            total = RUNS * PER_RUN + 2
+            wait_for(lambda: len(follow_out.read_text().splitlines()) >= total, timeout=30, what="the follower")
+            status = wait_for(lambda: (s := get_json(f"{url}api/status"))["records"] >= total and s, timeout=30,
+                              what="the view's index")
         follower.send_signal(signal.SIGTERM)
         _, err = follower.communicate(timeout=30)
         assert err == b"", err  # no skipped lines, no unreadable files
-        followed = [json.loads(text) for text in follow_out.read_text().splitlines()]
-        yield Files(collector.directory, followed, status)
     finally:
         collector.stop()
         if follower.poll() is None:
             follower.kill()
             follower.wait()
-        code, err = stop(view)
-        assert code == 0, err
-
-
-def _logs(directory: Path, *args: str) -> list[dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "otel_session", "logs", "--dir", str(directory), "--json", *args],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    return [json.loads(text) for text in done.stdout.splitlines()]
+    followed = [json.loads(text) for text in follow_out.read_text().splitlines()]
+    return Files(collector.directory, followed, status)
 
 
 def _expected(run: int) -> list[str]:
@@ -136,7 +120,7 @@ def test_the_collector_rotates_to_size_names_and_logs_reads_every_record_once(fi
     assert len(rotated) >= 2 and all(ROTATED.fullmatch(name) for name in rotated), names
     assert set(names) - set(rotated) == {"logs.json", "traces.json", "metrics.json"}
     for run in range(RUNS):
-        assert [r["message"] for r in _logs(files.directory, "--session", f"s-run-{run}")] == _expected(run)
+        assert [r["message"] for r in logs_json(files.directory, "--session", f"s-run-{run}")] == _expected(run)
 
 
 def test_a_follower_running_through_the_rotations_printed_every_record_once(files: Files) -> None:
@@ -144,7 +128,7 @@ def test_a_follower_running_through_the_rotations_printed_every_record_once(file
         return json.dumps(r, sort_keys=True)
 
     # `-f` from the start printed what a reader finds after, in the order it arrived (s-two's times are older)
-    assert sorted(map(key, files.followed)) == sorted(map(key, _logs(files.directory)))
+    assert sorted(map(key, files.followed)) == sorted(map(key, logs_json(files.directory)))
     assert len(files.followed) == RUNS * PER_RUN + 2
     for run in range(RUNS):
         assert [r["message"] for r in files.followed if r["session_id"] == f"s-run-{run}"] == _expected(run)
@@ -166,7 +150,7 @@ def test_metrics_json_beside_the_logs_is_skipped_quietly(files: Files) -> None:
     status = files.view_status["files"]
     (entry,) = [f for f in status if f["path"] == "metrics.json"]
     assert entry["lines"] == len(requests) and entry["records"] == entry["spans"] == entry["skipped_lines"] == 0
-    assert _logs(files.directory, "--session", "s-run-0", "--limit", "1")  # and `logs` says nothing on stderr
+    assert logs_json(files.directory, "--session", "s-run-0", "--limit", "1")  # and `logs` says nothing on stderr
 
 
 def test_a_line_of_several_resources_gives_each_services_records(files: Files) -> None:
@@ -175,7 +159,7 @@ def test_a_line_of_several_resources_gives_each_services_records(files: Files) -
                  if a["key"] == "service.name"} for request in lines]
     assert {"alpha", "beta"} in [s & {"alpha", "beta"} for s in services]  # one line, both resources
     assert max(len(request["resourceLogs"]) for request in lines) >= 2
-    read = _logs(files.directory, "--session", "s-two")
+    read = logs_json(files.directory, "--session", "s-two")
     assert [(r["service"], r["message"]) for r in read] == [("alpha", "from alpha"), ("beta", "from beta")]
 
 
@@ -184,4 +168,4 @@ def test_spans_are_read_from_the_collectors_traces_file(files: Files) -> None:
     assert sorted((s.service, s.name) for s in spans) == [(f"writer-{run}", "write") for run in range(RUNS)]
     for run in range(RUNS):
         (span,) = [s for s in spans if s.service == f"writer-{run}"]
-        assert {r["trace_id"] for r in _logs(files.directory, "--session", f"s-run-{run}")} == {span.trace_id}
+        assert {r["trace_id"] for r in logs_json(files.directory, "--session", f"s-run-{run}")} == {span.trace_id}

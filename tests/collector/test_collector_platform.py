@@ -9,10 +9,6 @@ API) read the Collector's directory: logs.json, traces.json, and metrics.json on
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,10 +20,9 @@ import pytest
 
 from otel_session.log_reader import iso_time, read_spans
 from tests.helpers.bot_platform import Platform
-from tests.helpers.collector import Collector
+from tests.helpers.collector import Collector, get_json, logs_json, metrics_by_service, view_of
 from tests.helpers.otlp import OtlpReceiver
 from tests.helpers.support import wait_for
-from tests.processes.test_view_cli import start_view, stop
 
 pytestmark = [pytest.mark.bot, pytest.mark.redis, pytest.mark.latest_only, pytest.mark.manifold]
 
@@ -88,13 +83,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         tap.close()
 
 
-def _logs(directory: Path, *args: str) -> list[dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "otel_session", "logs", "--dir", str(directory), "--json", *args],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
-
-
 def _key(service: str, logger: str, message: Any, trace_id: str | None, span_id: str | None,
          time: str) -> tuple[Any, ...]:
     return service, logger, message, trace_id or None, span_id or None, time  # no id: "" on the wire, null read
@@ -104,13 +92,13 @@ def test_the_collectors_logs_hold_every_record_each_service_sent_exactly_once(ru
     sent = Counter(_key(r["resource"]["service.name"], r["scope"], r["body"], r["trace_id"], r["span_id"],
                         iso_time(r["time_unix_nano"])) for r in run.tap.log_records())
     assert {key[0] for key in sent} >= SERVICES
-    read = _logs(run.directory)
+    read = logs_json(run.directory)
     written = Counter(_key(r["service"], r["logger"], r["message"], r["trace_id"], r["span_id"], r["time"])
                       for r in read)
     assert max(written.values()) == 1, [k for k, n in written.items() if n > 1][:5]  # no duplicates
     assert written == sent  # none missing, nothing else
     for join in run.joins:
-        mine = _logs(run.directory, "--session", join.session_id)
+        mine = logs_json(run.directory, "--session", join.session_id)
         assert {r["service"] for r in mine} == SERVICES, join
         assert {r["session_id"] for r in mine} == {join.session_id}
         launch = [r for r in mine if r["attributes"].get("bot.launch_id") == join.launch_id]
@@ -124,21 +112,15 @@ def test_the_collectors_traces_hold_every_span_each_service_sent_exactly_once(ru
     assert max(written.values()) == 1 and written == sent
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as reply:
-        return json.load(reply)
-
-
 def test_the_view_shows_each_session_with_its_spans_joined_to_its_records(run: Run) -> None:
-    proc, url = start_view("--dir", str(run.directory))
-    try:
-        status = _get(f"{url}api/status")
+    with view_of(run.directory) as url:
+        status = get_json(f"{url}api/status")
         files = {f["path"]: f for f in status["files"]}
         assert {"logs.json", "traces.json"} <= set(files), files
         assert status["skipped_lines"] == 0 and status["error"] is None, status
         for join in run.joins:
-            answer = _get(f"{url}api/sessions/{join.session_id}")
-            expected = _logs(run.directory, "--session", join.session_id)
+            answer = get_json(f"{url}api/sessions/{join.session_id}")
+            expected = logs_json(run.directory, "--session", join.session_id)
             assert [(r["time"], r["service"], r["message"]) for r in answer["records"]] == \
                 [(r["time"], r["service"], r["message"]) for r in expected]
             assert set(answer["services"]) == SERVICES
@@ -150,28 +132,12 @@ def test_the_view_shows_each_session_with_its_spans_joined_to_its_records(run: R
             launch = [r for r in answer["records"] if r["attributes"].get("bot.launch_id") == join.launch_id]
             assert {r["trace_id"] for r in launch} == {join.trace_id}
             assert {spans[r["span_id"]]["trace_id"] for r in launch if r["span_id"]} == {join.trace_id}
-    finally:
-        code, err = stop(proc)
-    assert code == 0, err
-
-
-def _metrics(directory: Path) -> dict[str, set[str]]:
-    """service.name -> the metric names the Collector wrote for it."""
-    found: dict[str, set[str]] = {}
-    for path in sorted(directory.glob("metrics*.json")):
-        for text in path.read_text().splitlines():
-            for resource in json.loads(text)["resourceMetrics"]:
-                service = next(a["value"]["stringValue"] for a in resource["resource"]["attributes"]
-                               if a["key"] == "service.name")
-                found.setdefault(service, set()).update(m["name"] for s in resource["scopeMetrics"]
-                                                        for m in s["metrics"])
-    return found
 
 
 @pytest.mark.xfail(strict=True, reason="for the integrator: the services export no metrics until the metrics-lib and "
                                        "bot-metrics branches are merged; then this passes (strict: remove the mark) "
                                        "and should name the platform's instruments")
 def test_every_service_of_the_platform_has_metrics_in_metrics_json(run: Run) -> None:
-    metrics = _metrics(run.directory)
+    metrics = metrics_by_service(run.directory)
     assert set(metrics) >= SERVICES, metrics
     assert all(metrics[service] for service in SERVICES), metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -82,6 +83,14 @@ class Platform(Deployment):
 
     def records(self) -> list[dict[str, Any]]:  # type: ignore[override] - the tests read the wire form
         return otlp_records(self.otel_dir)
+
+
+def demo_env() -> dict[str, str]:
+    """`python -m bot.demo`'s environment in the tests: this Redis, offline (no OpenAI key), no OTEL_/BOT_ knobs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BOT_"))}
+    env.pop("OPENAI_API_KEY", None)
+    env["REDIS_URL"] = REDIS_URL
+    return env
 
 
 def run_with_redis(test: Callable[[Any, Keys], Awaitable[None]]) -> None:
