@@ -5,12 +5,18 @@ joins at once, times each from `POST /join` to its launch record saying `running
 with `POST /leave`, and prints p50 and p99 per case as a Markdown table (the README's). Cold launches
 queue behind `BOT_MAX_COLD` slots, so their latency at high concurrency is mostly waiting for a slot.
 Run it with `python benchmarks/bench_joins.py [--concurrency 1 50 200] [--max-cold 4]`.
+
+What the platform's metrics cost: `--metrics none file` runs each case once per `OTEL_METRICS_EXPORTER` value,
+`--repeat` times, alternating, with metrics exported every `--metric-interval-ms` (far more often than the
+SDK's default minute, so their export is counted too), and adds a table of the services' CPU time per join:
+gateway, operator (with its cold bots, once reaped), runners, read from /proc, over each whole round.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -63,23 +69,58 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def run(kind: str, concurrency: list[int], max_cold: int) -> list[tuple[str, int, float, float]]:
+def cpu_s(pids: list[int]) -> float:
+    """User and system CPU time of `pids` and of their children they have waited for (cold bots)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run(kind: str, concurrency: list[int], max_cold: int, **env: str) -> list[tuple[str, int, float, float, float]]:
+    """(kind, joins, p50, p99, CPU seconds of the services per join) per concurrency."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-joins-") as tmp:
         dep = Deployment(Path(tmp), BOT_CONSOLE_LEVEL="ERROR", GLOBAL_LOG_LEVEL="WARNING",
-                         BOT_MAX_COLD=str(max_cold), BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10")
+                         BOT_MAX_COLD=str(max_cold), BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10", **env)
         try:
             if kind == "warm":
                 dep.start_runner(slots=max(concurrency))
             dep.start_operator()
             dep.start_gateway()
+            pids = [service.pid for service in dep.services]
             for n in concurrency:
+                before = cpu_s(pids)
                 took = asyncio.run(_round(dep, n))
-                rows.append((kind, n, _percentile(took, 50), _percentile(took, 99)))
-                print(f"  {kind} x{n}: p50 {_fmt(rows[-1][2])}, p99 {_fmt(rows[-1][3])}", file=sys.stderr, flush=True)
+                cpu = (cpu_s(pids) - before) / n
+                rows.append((kind, n, _percentile(took, 50), _percentile(took, 99), cpu))
+                print(f"  {kind} x{n} {' '.join(f'{k}={v}' for k, v in env.items())}: p50 {_fmt(rows[-1][2])}, "
+                      f"p99 {_fmt(rows[-1][3])}, CPU {cpu * 1000:.1f} ms/join", file=sys.stderr, flush=True)
         finally:
             dep.cleanup()
     return rows
+
+
+def metrics_cost(kinds: list[str], concurrency: list[int], max_cold: int, exporters: list[str], repeat: int,
+                 interval_ms: int) -> None:
+    """The services' CPU per join for each `OTEL_METRICS_EXPORTER`, alternating, medians of `repeat` rounds."""
+    cpu: dict[tuple[str, int, str], list[float]] = {}
+    for _ in range(repeat):
+        for kind in kinds:
+            for exporter in exporters:
+                env = {"OTEL_METRICS_EXPORTER": exporter, "OTEL_METRIC_EXPORT_INTERVAL": str(interval_ms)}
+                for row in run(kind, concurrency, max_cold, **env):
+                    cpu.setdefault((kind, row[1], exporter), []).append(row[4])
+    base = exporters[0]
+    print(f"\nServices' CPU per join (median of {repeat}), metrics exported every {interval_ms} ms\n")
+    print("| start | concurrent joins | " + " | ".join(f"metrics {e}" for e in exporters) + " | vs " + base + " |")
+    print("| --- | ---: | " + " | ".join("---:" for _ in exporters) + " | ---: |")
+    for kind in kinds:
+        for n in concurrency:
+            medians = [statistics.median(cpu[(kind, n, e)]) for e in exporters]
+            change = " / ".join(f"{(m / medians[0] - 1) * 100:+.1f} %" for m in medians[1:])
+            print(f"| {kind} | {n} | " + " | ".join(f"{m * 1000:.1f} ms" for m in medians) + f" | {change} |")
 
 
 def main() -> None:
@@ -87,12 +128,21 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200])
     parser.add_argument("--max-cold", type=int, default=4, help="BOT_MAX_COLD for the cold runs")
     parser.add_argument("--kinds", nargs="+", default=["warm", "cold"], choices=["warm", "cold"])
+    parser.add_argument("--metrics", nargs="+", metavar="EXPORTER",
+                        help="compare the services' CPU per join across these OTEL_METRICS_EXPORTER values "
+                             "(the first is the baseline), e.g. none file")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per exporter with --metrics (alternating)")
+    parser.add_argument("--metric-interval-ms", type=int, default=1000,
+                        help="OTEL_METRIC_EXPORT_INTERVAL with --metrics")
     args = parser.parse_args()
+    if args.metrics:
+        metrics_cost(args.kinds, args.concurrency, args.max_cold, args.metrics, args.repeat, args.metric_interval_ms)
+        return
     rows = [row for kind in args.kinds for row in run(kind, args.concurrency, args.max_cold)]
     print(f"BOT_MAX_COLD={args.max_cold}\n")
     print("| start | concurrent joins | p50 | p99 |")
     print("| --- | ---: | ---: | ---: |")
-    for kind, n, p50, p99 in rows:
+    for kind, n, p50, p99, _ in rows:
         print(f"| {kind} | {n} | {_fmt(p50)} | {_fmt(p99)} |")
 
 

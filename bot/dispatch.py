@@ -78,19 +78,21 @@ class Dispatch:
         self.abort = abort or asyncio.Event()
         self.handing_back = False
         self.attempt = 0
+        self.mode = ""  # warm or cold: how the current attempt is being started
         self.outcome = ""  # the last claim's outcome when it gave no attempt
         self.pid: int | None = None
         self.slot = False  # this dispatch holds the launch's cold slot
         self.room = rooms.display(job.room_url)
 
     async def run(self) -> str:
-        """`started`, `done` (nothing to start), `requeued` (no capacity: back in the queue) or `retry`
-        (the launch is no longer this operator's to decide: left in the processing list for recovery).
+        """`started` (`mode` says how), `done` (nothing to start), `requeued` (no capacity: back in the queue) or
+        `retry` (the launch is no longer this operator's to decide: left in the processing list for recovery).
         Raises `LaunchError` when it cannot launch, and `RedisError` when Redis failed."""
         if end := await self._settle(await self.launches.claim(self.pending, self.operator_id)):
             return end
         while (url := await self._next_runner()) is not None:
             self._check_abort()
+            self.mode = "warm"
             if await self._start_warm(url):
                 return "started"
             if end := await self._give_up():
@@ -99,7 +101,7 @@ class Dispatch:
 
     async def _settle(self, claim: Claim, after: str = "") -> str | None:
         """None when `claim` gave this operator an attempt to dispatch; else how the job ends."""
-        job = self.job
+        job, ours = self.job, self.attempt
         if claim.outcome == "claimed":
             self.attempt = claim.attempt
             logger.debug("Launch %s claimed: attempt %d by %s", job.launchId, claim.attempt, self.operator_id)
@@ -109,6 +111,8 @@ class Dispatch:
         if claim.outcome == "running":
             if after:
                 logger.info("Launch %s started after all (attempt %d, %s)", job.launchId, claim.attempt, after)
+                if ours and claim.attempt == ours:
+                    return "started"  # the attempt given up on is the one bot: started by this dispatch
             else:
                 logger.info("Launch %s is already running (job delivered again); not starting a second bot",
                             job.launchId)
@@ -174,6 +178,7 @@ class Dispatch:
                             self.settings.max_cold, job.launchId)
                 self.attempt = 0
                 return "requeued"
+            self.mode = "cold"
             self.pid = pid = self.launcher.launch(job.launchId, cold_env(job, self.attempt))
             self.cold[job.launchId] = pid
             logger.info("Standby pool empty; cold bot pid %d started for launch %s in room %s (attempt %d)", pid,

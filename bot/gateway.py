@@ -37,6 +37,7 @@ from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
 from bot.launches import Launches
 from bot.log_relay import LogRelay
+from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.service import pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
@@ -123,10 +124,17 @@ async def _renew_claims(launches: Launches, every_s: float) -> None:
                                type(exc).__name__, every_s)
 
 
-def create_app(*, settings: Settings | None = None, keys: Keys | None = None, telemetry: bool = True) -> FastAPI:
+def _outcome(request: Request, outcome: str) -> None:
+    """Names a join's outcome for `bot.joins` (`JoinOutcomes` counts it when the answer leaves)."""
+    request.scope.setdefault("state", {})[JOIN_OUTCOME] = outcome
+
+
+def create_app(*, settings: Settings | None = None, keys: Keys | None = None, telemetry: bool = True,
+               metrics: GatewayMetrics | None = None) -> FastAPI:
     """`settings` default to the environment's, read here, once. `telemetry=False` leaves
-    `otel_session.configure()` to the caller (tests do)."""
+    `otel_session.configure()` to the caller (tests do); `metrics` default to the global meter provider's."""
     settings = settings or Settings.from_env()
+    metrics = metrics or GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -139,12 +147,17 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         app.state.answering = Answering()
         await _warm(app.state.redis, settings.redis_pool_size)
         renewer = asyncio.create_task(_renew_claims(app.state.launches, settings.pending_ttl_s / 3))
+        # the metrics sample the queue on the probe's connection: never one a join waits for, so under load too
+        sampled = Launches(app.state.probe, app.state.launches.keys, settings)
+        sampler = asyncio.create_task(sample_forever(sampled.queue_sizes, metrics.queue, sample_every_s(),
+                                                     "the launch queue"))
         try:
             yield
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            for task in (renewer, sampler):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await app.state.redis.aclose()
             await app.state.probe.aclose()
             if tel is not None:
@@ -154,9 +167,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
     # the edge starts each public route's trace itself (`root_span`). A FastAPI without native telemetry
     # keeps the keyword in `app.extra` and ignores it.
     app = FastAPI(title="bot gateway", lifespan=lifespan, telemetry={"tracing": False})
-    relay = LogRelay(settings)  # POST /v1/logs: the page's own records, under its token's session
+    relay = LogRelay(settings, metrics)  # POST /v1/logs: the page's own records, under its token's session
     install_request_limits(app, settings, paths={relay.path: relay.body_limit})
     install_edge(app, settings)  # after the limits: outside them, so a 413 carries CORS headers too
+    app.add_middleware(JoinOutcomes, metrics=metrics)  # outermost: it sees every answer to /join
     relay.install(app)
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(OSError, _redis_error)
@@ -195,8 +209,11 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             try:
                 outcome = await launches.enqueue(job.pending_lock(), json.dumps(payload))
             except (RedisError, OSError) as exc:
-                return await redis_failed(exc, app.state.answering)
+                answer = await redis_failed(exc, app.state.answering)
+                _outcome(request, "overloaded" if answer.status_code == 429 else "unavailable")
+                return answer
             app.state.answering.ok()
+            _outcome(request, outcome)  # queued, taken or full
             if outcome == "taken":
                 logger.info("Join refused: room %s already has a launch", where)
                 return _detail(409, "this room already has a bot")

@@ -263,6 +263,11 @@ end
 return 0
 """
 
+# KEYS: cold slots. The slots not expired (an expired one is only removed when a slot is next taken).
+COLD_SLOTS_USED = PRELUDE + """
+return redis.call('ZCOUNT', KEYS[1], now_ms(), '+inf')
+"""
+
 # KEYS: lock, record, leave, claims, admin. ARGV: launch id, leave ttl, record ttl.
 LEAVE = PRELUDE + """
 local rec = getjson(KEYS[2])

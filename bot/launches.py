@@ -55,6 +55,7 @@ class Launches:
         self._dead, self._cold, self._leave = script(lua.DEAD), script(lua.COLD_SLOT), script(lua.LEAVE)
         self._force_end, self._hold = script(lua.FORCE_END), script(lua.HOLD)
         self._admin_push = script(lua.ADMIN_PUSH)
+        self._cold_used = script(lua.COLD_SLOTS_USED)
 
     # -- the gateway ------------------------------------------------------------------------------
 
@@ -76,6 +77,17 @@ class Launches:
 
     async def renew_claims(self) -> int:
         return int(await self._renew(keys=[self.keys.claims], args=[self.keys.tag, _ms(self.settings.pending_ttl_s)]))
+
+    async def queue_sizes(self) -> dict[str, int]:
+        """For the metrics: launches queued (`depth`), queued with a room claim (`claims`), and taken by an
+        operator but not finished (`processing`); one round trip."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(k.launch_queue)
+        pipe.hlen(k.claims)
+        pipe.llen(k.processing)
+        depth, claims, processing = await pipe.execute()
+        return {"depth": int(depth), "claims": int(claims), "processing": int(processing)}
 
     async def record(self, launch_id: str) -> dict[str, Any] | None:
         raw = await self.redis.get(self.keys.launch(launch_id))
@@ -188,6 +200,10 @@ class Launches:
     async def cold_slot(self, launch_id: str) -> bool:
         return bool(await self._cold(keys=[self.keys.cold_slots],
                                      args=[launch_id, self.settings.max_cold, _ms(self.settings.lock_ttl_s)]))
+
+    async def cold_slots_used(self) -> int:
+        """Cold slots held and not expired, across every operator."""
+        return int(await self._cold_used(keys=[self.keys.cold_slots]))
 
     async def free_cold_slot(self, launch_id: str) -> None:
         await self.redis.zrem(self.keys.cold_slots, launch_id)

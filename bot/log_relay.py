@@ -47,6 +47,7 @@ from starlette.concurrency import run_in_threadpool
 
 import otel_session
 from bot.http import PathLimit
+from bot.metrics import GatewayMetrics
 from bot.settings import Settings
 from bot.telemetry_token import Claims, TokenError, TokenSigner
 from otel_session import attach, session
@@ -323,18 +324,23 @@ def _bearer(request: Request) -> str | None:
 
 class LogRelay:
     """`POST /v1/logs` on a gateway. `body_limit` goes to `install_request_limits` (a cap of its own);
-    `install(app)` adds the route. The token signer is `app.state.tokens` (set at the app's start)."""
+    `install(app)` adds the route. The token signer is `app.state.tokens` (set at the app's start). Records
+    exported and refusals by kind go to the gateway's metrics (`bot.relay.records`, `bot.relay.refusals`)."""
 
     path = RELAY_PATH
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.settings, self.metrics = settings, metrics
         self.refusals = Refusals()
         self.rate = RateLimit(settings.telemetry_rate)
-        self.body_limit = PathLimit(settings.max_telemetry_bytes, lambda: self.refusals.refused("too_large", 413))
+        self.body_limit = PathLimit(settings.max_telemetry_bytes, lambda: self._refused("too_large", 413))
+
+    def _refused(self, kind: str, status: int) -> None:
+        self.refusals.refused(kind, status)
+        self.metrics.relay_refused(kind)
 
     def _refuse(self, kind: str, status: int, detail: str, **headers: str) -> JSONResponse:
-        self.refusals.refused(kind, status)
+        self._refused(kind, status)
         return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
 
     def _over_rate(self, wait_s: float) -> JSONResponse:
@@ -399,7 +405,7 @@ class LogRelay:
                 return self._over_rate(wait)
             if otel_session.configured() is None:
                 return JSONResponse({"detail": "this gateway exports no telemetry"}, status_code=503)
-            await run_in_threadpool(self.export, records, claims)
+            self.metrics.relay_accepted(await run_in_threadpool(self.export, records, claims))
             if protobuf:
                 return Response(ExportLogsServiceResponse().SerializeToString(),
                                 media_type="application/x-protobuf")

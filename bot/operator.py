@@ -34,6 +34,7 @@ from bot.dispatch import Dispatch, LaunchError, cold_env
 from bot.keys import Keys
 from bot.launcher import Launcher, ProcessLauncher
 from bot.launches import Launches, job_sha
+from bot.metrics import OperatorMetrics, sample_every_s, sample_forever
 from bot.models import Job
 from bot.service import redis_client, setup_telemetry
 from bot.settings import Settings
@@ -68,11 +69,13 @@ def _reason(exc: BaseException) -> str:
 
 
 class Operator:
-    """Takes up to `settings.max_jobs` jobs at once, beats, recovers the jobs of operators that stopped."""
+    """Takes up to `settings.max_jobs` jobs at once, beats, recovers the jobs of operators that stopped.
+    `metrics` (default: the global meter provider's) count each job's dispatch by its outcome."""
 
     def __init__(self, launches: Launches, launcher: Launcher, http: httpx.AsyncClient,
-                 operator_id: str | None = None) -> None:
+                 operator_id: str | None = None, metrics: OperatorMetrics | None = None) -> None:
         self.launches, self.launcher, self.http = launches, launcher, http
+        self.metrics = metrics or OperatorMetrics()
         self.settings = launches.settings
         self.id = operator_id or new_operator_id()
         self.inflight: dict[str, asyncio.Task[None]] = {}  # raw job -> its task
@@ -92,15 +95,18 @@ class Operator:
         if not await self._first_beat(stop):
             return
         beat = asyncio.create_task(self._beat(stop))
+        sampler = asyncio.create_task(sample_forever(self._sample, self.metrics.sample, sample_every_s(),
+                                                     "the cold slots and operators"))
         try:
             await self._take(stop)
         finally:
             if self._recovery is not None:
                 self._recovery.cancel()
             await self._drain()
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            for task in (beat, sampler):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             with contextlib.suppress(RedisError, OSError):
                 await self.launches.redis.zrem(self.launches.keys.operators, self.id)  # at once adoptable
 
@@ -191,6 +197,10 @@ class Operator:
                     task.cancel()  # it hands its job back (`Dispatch.hand_back`); again if the cancel was lost
             _, late = await asyncio.wait(late, timeout=0.2)
 
+    async def _sample(self) -> dict[str, int]:
+        """What the operator's gauges report: cold slots in use, operators alive (counted, not a beat)."""
+        return {"cold": await self.launches.cold_slots_used(), "operators": await self.launches.heartbeat()}
+
     async def _reap(self) -> None:
         """Free the cold slot of a cold bot that ended (a running one frees it itself; a fenced one cannot)."""
         for launch_id, pid in self.launcher.reap():
@@ -245,30 +255,32 @@ class Operator:
     # -- one job ------------------------------------------------------------------------------
 
     async def _job(self, raw: str) -> None:
+        began, outcome = time.monotonic(), "retried"  # unless it ends otherwise: left for a recovery pass
         try:
-            await self.handle(raw)
+            outcome = await self.handle(raw)
         except RedisError as exc:
             logger.warning("Redis failed while a launch was dispatched (%s); the job stays in the processing list "
                            "and the next recovery pass retries it", type(exc).__name__)
         except asyncio.CancelledError:
+            outcome = "requeued"  # handed back (`_dispatch`)
             raise
         except Exception:
             logger.exception("Unexpected failure handling a launch job; it stays in the processing list")
+        finally:
+            self.metrics.dispatched(outcome, time.monotonic() - began)
 
-    async def handle(self, raw: str) -> None:
-        """Dispatch one job. Any fault of the job dead-letters it; a `RedisError` propagates (retried later)."""
+    async def handle(self, raw: str) -> str:
+        """Dispatch one job; its outcome (`bot.dispatches`): warm, cold, requeued, retried, dead_lettered or
+        skipped. Any fault of the job dead-letters it; a `RedisError` propagates (retried later)."""
         limit = 2 * self.settings.max_body_bytes
         if len(raw) > limit:
-            await self._dead_letter(raw, f"the job is {len(raw)} characters long; at most {limit} are allowed")
-            return
+            return await self._dead_letter(raw, f"the job is {len(raw)} characters long; at most {limit} are allowed")
         try:
             data = json.loads(raw)
         except Exception as exc:  # RecursionError too: `"[" * 100000`
-            await self._dead_letter(raw, f"not JSON ({_reason(exc)})")
-            return
+            return await self._dead_letter(raw, f"not JSON ({_reason(exc)})")
         if not isinstance(data, dict):
-            await self._dead_letter(raw, f"a job is a JSON object, not {type(data).__name__}")
-            return
+            return await self._dead_letter(raw, f"a job is a JSON object, not {type(data).__name__}")
         ids = {"launch_id": data.get("launchId"), "session_id": data.get("sessionId")}
         with attach(extract_payload(data)), tracer.start_as_current_span("operator.dispatch"):
             try:
@@ -276,11 +288,10 @@ class Operator:
                     raise ValueError("a job carries an 'otel' trace-context object")
                 job = Job.model_validate(data)
             except Exception as exc:  # whatever is wrong with it, it is this job's fault
-                await self._dead_letter(raw, _reason(exc), **ids)
-                return
-            await self._dispatch(raw, job, ids)
+                return await self._dead_letter(raw, _reason(exc), **ids)
+            return await self._dispatch(raw, job, ids)
 
-    async def _dispatch(self, raw: str, job: Job, ids: dict[str, Any]) -> None:
+    async def _dispatch(self, raw: str, job: Job, ids: dict[str, Any]) -> str:
         dispatch = Dispatch(raw, job, launches=self.launches, launcher=self.launcher, http=self.http,
                             operator_id=self.id, cold=self.cold, abort=self._abort)
         self.dispatches[raw] = dispatch
@@ -297,22 +308,25 @@ class Operator:
                 logger.exception("Launch %s failed; freeing its room", job.launchId)
             await dispatch.abandon()
             await self.launches.fail(dispatch.pending, reason)
-            await self._dead_letter(raw, reason, **ids)
-            return
+            return await self._dead_letter(raw, reason, **ids)
         finally:
             self.dispatches.pop(raw, None)
         if outcome in ("started", "done"):
             await self.launches.done(raw)
+        if outcome == "started":
+            self.metrics.running(dispatch.mode, time.time() - job.created_ts)
         if outcome == "requeued":
             self._pause_until = time.monotonic() + self._pause_s
             self._pause_s = min(self._pause_s * 2, REQUEUE_PAUSE_S[1])
         else:
             self._pause_s = REQUEUE_PAUSE_S[0]
+        return {"started": dispatch.mode, "done": "skipped", "retry": "retried"}.get(outcome, outcome)
 
-    async def _dead_letter(self, raw: str, reason: str, launch_id: Any = None, session_id: Any = None) -> None:
+    async def _dead_letter(self, raw: str, reason: str, launch_id: Any = None, session_id: Any = None) -> str:
         entry = dead_letters.entry(raw, reason, launch_id, session_id)
         logger.error("Launch job dead-lettered as %s: %s", entry["id"], reason)
         await self.launches.dead_letter(raw, entry)
+        return "dead_lettered"
 
 
 # -- the process --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from bot import rooms
 from bot.keys import Keys
 from bot.launches import Launches
+from bot.metrics import RunnerMetrics
 from bot.models import KeepaliveValue, StartRequest
 from bot.settings import Settings
 from otel_session import attach, extract_payload, inject_headers, session
@@ -93,11 +94,14 @@ class BotSessions:
 
     `self_url` set: a warm runner that offers `slots` entries in the standby pool and puts one back
     each time a slot frees. `cold`: one cold bot (`runner="cold:{pid}"`, its keepalive renews its cold slot).
+    `metrics` (default: the global meter provider's): live sessions, their length and failures.
     """
 
     def __init__(self, redis: Any, keys: Keys, settings: Settings, *, self_url: str | None = None,
-                 slots: int = 1, manifold: Manifold | None = None, cold: bool = False) -> None:
+                 slots: int = 1, manifold: Manifold | None = None, cold: bool = False,
+                 metrics: RunnerMetrics | None = None) -> None:
         self.redis, self.keys, self.settings, self.cold = redis, keys, settings, cold
+        self.metrics = metrics or RunnerMetrics()
         self.launches = Launches(redis, keys, settings)
         self.self_url, self.slots = self_url, max(1, slots)
         self.manifold = manifold or Manifold()
@@ -216,15 +220,19 @@ class BotSessions:
             helpers: set[asyncio.Task[Any]] = set()
             if self.manifold.url:
                 helpers.add(asyncio.create_task(self._ask_manifold(job, inbox), name="manifold"))
-            status, reason = "ended", ""
+            status, reason, failure = "ended", "", ""
+            mode, began = "cold" if self.cold else "warm", time.monotonic()
+            self.metrics.started(mode)
             try:
                 done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
                 task = next(iter(done))
                 if (exc := task.exception()) is not None:
                     logger.error("Bot %s failed", task.get_name(), exc_info=exc)
                     status, reason = "failed", f"bot {task.get_name()} failed: {type(exc).__name__}"
+                    failure = "error"
                 else:
                     status, reason = task.result()
+                    failure = "lock_lost" if status == "failed" else ""  # the keepalive's only way to fail
             except asyncio.CancelledError:
                 reason = bot.stop_reason or "stopped"
                 logger.info("Bot session stopped (%s)", reason)
@@ -232,6 +240,7 @@ class BotSessions:
             finally:
                 await _cancel_all(ends | helpers)
                 bot.stopped = True
+                self.metrics.ended(mode, status, time.monotonic() - began, failure)
                 await asyncio.shield(self._release(bot, status, reason))
                 logger.info("Bot session ended: %s%s", status, f" ({reason})" if reason else "")
 
