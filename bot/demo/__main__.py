@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -247,19 +246,12 @@ def _start_collector(otel: Collector) -> bool:
 
 def _collector_report(otel: Collector) -> None:
     """What the Collector wrote, counted from its files: records, spans, and metrics by name."""
-    from otel_session.log_reader import read_records, read_spans
+    from otel_session.log_reader import read_metrics, read_records, read_spans
 
     records = sum(1 for _ in read_records(otel.directory))
     spans = len(read_spans(otel.directory))
-    names: set[str] = set()
-    points = 0
-    for path in sorted(otel.directory.glob("metrics*.json")):
-        for line in path.read_text().splitlines():
-            for resource in json.loads(line).get("resourceMetrics", ()):
-                for scope in resource.get("scopeMetrics", ()):
-                    for metric in scope.get("metrics", ()):
-                        names.add(metric["name"])
-                        points += sum(len(v.get("dataPoints", ())) for v in metric.values() if isinstance(v, dict))
+    metrics = read_metrics(otel.directory)
+    names, points = sorted(metrics), sum(len(p) for p in metrics.values())
     files = ", ".join(sorted(p.name for p in otel.directory.iterdir() if p.is_file()))
     say(f"== The Collector (stopped with SIGTERM: it drained into its files) wrote {files} in {otel.directory}")
     say(f"   log records {records}, spans {spans}, "

@@ -10,9 +10,9 @@ import sys
 import httpx
 import pytest
 
-from otel_session.log_reader import read_spans
+from otel_session.log_reader import read_metrics, read_spans
 from tests.helpers.bot_platform import demo_env
-from tests.helpers.collector import ROOT, logs_json, metrics_by_service
+from tests.helpers.collector import ROOT, logs_json
 
 pytestmark = [pytest.mark.bot, pytest.mark.redis, pytest.mark.latest_only, pytest.mark.manifold]
 SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
@@ -41,11 +41,11 @@ def test_the_demo_through_the_collector_reports_what_the_collectors_files_hold(t
     assert {r["service"] for r in records} >= set(SERVICES)
     spans = read_spans(files)
     assert {s.service for s in spans} >= set(SERVICES)
-    metrics = metrics_by_service(files)
-    names = sorted(set().union(*metrics.values())) if metrics else []
-    points = f"metrics {len(names)} " if names else "metrics none"
-    assert section[1].startswith(f"   log records {len(records)}, spans {len(spans)}, {points}"), section
-    assert all(name in section[1] for name in names)
+    metrics = read_metrics(files)
+    points = sum(len(p) for p in metrics.values())
+    assert {"bot.joins", "bot.dispatches", "bot.session.duration", "otel_session.log.exported"} <= set(metrics)
+    assert section[1] == (f"   log records {len(records)}, spans {len(spans)}, metrics {len(metrics)} ({points} data "
+                          f"points): {', '.join(sorted(metrics))}"), section
     assert section[2] == f"   its own output: {tmp_path / 'collector.out'}"
     assert "Shutdown complete" in (tmp_path / "collector.out").read_text()
     with pytest.raises(httpx.TransportError):

@@ -15,8 +15,7 @@ from typing import Any
 
 from bot.demo.collector import CONFIG, ROOT, Collector, collector_binary, free_port
 
-__all__ = ["CONFIG", "ROOT", "Collector", "collector_binary", "free_port", "get_json", "logs_json",
-           "metrics_by_service", "view_of"]
+__all__ = ["CONFIG", "ROOT", "Collector", "collector_binary", "free_port", "get_json", "logs_json", "view_of"]
 
 
 def logs_json(directory: Path, *args: str) -> list[dict[str, Any]]:
@@ -26,19 +25,6 @@ def logs_json(directory: Path, *args: str) -> list[dict[str, Any]]:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
-
-
-def metrics_by_service(directory: Path) -> dict[str, set[str]]:
-    """service.name -> the metric names in the Collector's metrics files under `directory`."""
-    found: dict[str, set[str]] = {}
-    for path in sorted(directory.glob("metrics*.json")):
-        for line in path.read_text().splitlines():
-            for resource in json.loads(line)["resourceMetrics"]:
-                service = next((a["value"].get("stringValue", "") for a in resource["resource"]["attributes"]
-                                if a["key"] == "service.name"), "")
-                found.setdefault(service, set()).update(m["name"] for s in resource["scopeMetrics"]
-                                                        for m in s["metrics"])
-    return found
 
 
 @contextmanager
