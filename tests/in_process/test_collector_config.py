@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
@@ -51,7 +50,7 @@ def _settings(config: dict[str, Any], section: str, type_: str) -> list[dict[str
 
 def test_pipelines_use_only_defined_components_and_every_defined_one_is_used(config):
     pipelines = config["service"]["pipelines"]
-    assert set(pipelines) == {"logs", "traces"}
+    assert set(pipelines) == {"logs", "traces", "metrics"}
     used: dict[str, set[str]] = {section: set() for section in SECTIONS}
     for name, pipeline in pipelines.items():
         assert pipeline["receivers"] and pipeline["exporters"], name
@@ -76,9 +75,10 @@ def test_every_component_type_exists_in_the_contrib_distribution(config):
             assert _type(component_id) in CONTRIB_TYPES[section], f"{section}.{component_id}"
 
 
-def test_otlp_receiver_listens_on_the_standard_local_ports(config):
+def test_otlp_receiver_listens_on_the_standard_loopback_ports_unless_the_environment_moves_them(config):
     protocols = config["receivers"]["otlp"]["protocols"]
-    assert protocols == {"grpc": {"endpoint": "localhost:4317"}, "http": {"endpoint": "localhost:4318"}}
+    assert protocols == {"grpc": {"endpoint": "${env:OTEL_SESSION_COLLECTOR_GRPC:-127.0.0.1:4317}"},
+                         "http": {"endpoint": "${env:OTEL_SESSION_COLLECTOR_HTTP:-127.0.0.1:4318}"}}
 
 
 def test_processor_and_debug_settings_are_known_ones(config):
@@ -94,7 +94,7 @@ def test_processor_and_debug_settings_are_known_ones(config):
     assert set(debug) <= DEBUG_KEYS and debug["verbosity"] == "basic"
 
 
-def test_file_exporters_write_rotated_otlp_json_and_logs_have_a_file_of_their_own(config):
+def test_file_exporters_write_rotated_otlp_json_each_signal_to_a_file_of_its_own(config):
     files = {k: v for k, v in config["exporters"].items() if _type(k) == "file"}
     for name, settings in files.items():
         assert set(settings) <= FILE_EXPORTER_KEYS, name
@@ -105,20 +105,20 @@ def test_file_exporters_write_rotated_otlp_json_and_logs_have_a_file_of_their_ow
                    for k in ("max_megabytes", "max_days", "max_backups")), name
         assert isinstance(rotation["localtime"], bool), name
         assert "append" not in settings  # the Collector refuses append together with rotation
-    assert files["file"]["path"] == "./.otel-session/collector/logs.json"
-    # One file exporter writes every signal it is given into its one file: the logs file must
-    # only ever be fed the logs pipeline, whose output `otel-session logs --dir` reads.
+    directory = "${env:OTEL_SESSION_COLLECTOR_DIR:-./.otel-session/collector}"
+    assert {name: s["path"] for name, s in files.items()} == {
+        f"file/{signal}": f"{directory}/{signal}.json" for signal in ("logs", "traces", "metrics")}
+    # One file exporter writes every signal it is given into its one file: each is fed by its own pipeline only,
+    # so logs.json holds records, traces.json spans and metrics.json metrics (which the log readers pass over).
     pipelines = config["service"]["pipelines"]
-    feeding = {name for name, p in pipelines.items() if "file" in p["exporters"]}
-    assert feeding == {"logs"}
-    # and no other file lands under the logs directory, which the reader walks recursively
-    logs_file = PurePosixPath(files["file"]["path"])
-    others = [PurePosixPath(s["path"]) for name, s in files.items() if name != "file"]
-    assert all(not other.is_relative_to(logs_file.parent) for other in others)
+    for name in files:
+        feeding = {pipeline for pipeline, p in pipelines.items() if name in p["exporters"]}
+        assert feeding == {name.split("/")[1]}, name
 
 
 def test_header_says_how_to_run_it_and_where_to_point_services():
-    header = "".join(line for line in CONFIG.read_text().splitlines(keepends=True) if line.startswith("#"))
-    assert "otelcol-contrib --config collector-config.yaml" in header
-    assert "otel/opentelemetry-collector-contrib" in header
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318" in header
+    words = " ".join(line.lstrip("#").strip() for line in CONFIG.read_text().splitlines() if line.startswith("#"))
+    words = " ".join(words.split())  # as prose, whatever the wrapping
+    assert "make collector" in words and "--config collector-config.yaml" in words
+    assert "In a container, listen on 0.0.0.0" in words
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318" in words
