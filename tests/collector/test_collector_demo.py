@@ -4,6 +4,7 @@ read from the Collector's files."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -54,3 +55,17 @@ def test_the_demo_through_the_collector_reports_what_the_collectors_files_hold(t
     assert view[1:3] == [f"   otel-session view --dir {files}",
                          "   (then open a session's page above; `python -m bot.demo --collector --view` starts it for "
                          "you)"]
+
+
+def test_the_demo_through_the_collector_without_go_says_so_and_exits_1(tmp_path):
+    bin_dir = tmp_path / "bin"  # what scripts/build-collector.sh needs before it looks for Go, and no Go
+    bin_dir.mkdir()
+    for tool in ("bash", "grep", "sha256sum", "cut", "dirname"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {**demo_env(), "PATH": str(bin_dir)}
+    out = subprocess.run([sys.executable, "-m", "bot.demo", "--collector", "--log-dir", str(tmp_path / "demo")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "The Collector did not start: make collector failed (2)" in out.stdout
+    assert "Go is not installed" in out.stdout
+    assert "Starting the manifold" not in out.stdout  # nothing else was started
