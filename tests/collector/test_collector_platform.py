@@ -4,7 +4,7 @@ One run for the module: gateway, operator, a warm runner, a cold bot and the man
 tap (`tests.helpers.otlp.OtlpReceiver(forward=...)`: it keeps what each service sent and passes it on unchanged) to
 a Collector started from collector-config.yaml; two joins (one warm, one cold), each bot asking the manifold; the
 Collector stopped with SIGTERM (it drains). Then `otel-session logs` (the CLI) and `otel-session view` (its HTTP
-API) read the Collector's directory: logs.json, traces.json, and metrics.json once the metrics land.
+API) read the Collector's directory: logs.json, traces.json; `read_metrics` its metrics.json.
 """
 
 from __future__ import annotations
