@@ -44,6 +44,7 @@ class Run:
     directory: Path
     tap: OtlpReceiver
     joins: list[Join] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # what `Platform.records()` read
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         assert collector.stop() == 0, collector.log_text()[-4000:]
         assert [j.kind for j in joins] == ["warm", "cold"]
         assert tap.refused == []
-        yield Run(collector.directory, tap, joins)
+        yield Run(collector.directory, tap, joins, platform.records())
     finally:
         platform.cleanup()
         collector.stop()
@@ -97,6 +98,9 @@ def test_the_collectors_logs_hold_every_record_each_service_sent_exactly_once(ru
                       for r in read)
     assert max(written.values()) == 1, [k for k, n in written.items() if n > 1][:5]  # no duplicates
     assert written == sent  # none missing, nothing else
+    # and the tests' own reader (`Platform.records()`), pointed at the Collector's directory by `collector=`
+    assert Counter(_key(r["service"], r["scope"], r["message"], r["trace_id"], r["raw"].get("spanId"),
+                        iso_time(r["time"])) for r in run.records) == sent
     for join in run.joins:
         mine = logs_json(run.directory, "--session", join.session_id)
         assert {r["service"] for r in mine} == SERVICES, join

@@ -28,10 +28,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: floa
 
 
 def otlp_records(directory: Path, by_time: bool = True) -> list[dict[str, Any]]:
-    """Every log record in the OTLP-JSON files under `directory`, flattened for assertions: by
-    time, or (`by_time=False`) file by file in the order they were exported. Span lines hold none."""
+    """Every log record in the OTLP-JSON files under `directory` (the services' `*.jsonl`, or a Collector's
+    `*.json`), flattened for assertions: by time, or (`by_time=False`) file by file in the order they were
+    exported. Span and metrics lines hold none."""
     out = []
-    for path in sorted(directory.glob("*.jsonl")):
+    for path in sorted(p for p in directory.glob("*.json*") if p.suffix in (".json", ".jsonl")):
         for line in path.read_text().splitlines():
             request = json.loads(line)
             for resource_logs in request.get("resourceLogs", ()):
