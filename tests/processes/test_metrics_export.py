@@ -11,6 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from otel_session.log_reader import read_logs, read_metrics
 from tests.helpers.support import ROOT
 
@@ -144,3 +146,14 @@ def test_attach_mode_registers_on_the_hosts_meter_provider_and_adds_no_reader(tm
     assert "otel_session.capture.count" in result["names"]
     assert [p.name for p in tmp_path.iterdir() if "metrics" in p.name] == []  # the host exports metrics
     assert out.stderr.count("configure(metrics='file') ignored") == 1  # warned once, not per call
+
+
+@pytest.mark.parametrize(("preference", "observable"), [("delta", 1), ("LowMemory", 2), ("", 2)])
+def test_the_temporality_preference_is_honoured(tmp_path, preference, observable):
+    run(SERVICE, _env(tmp_path, OTEL_SERVICE_NAME="svc", OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=preference),
+        json.dumps({"exporter": "file"}))
+    points = read_metrics(tmp_path)
+    counter = 2 if preference == "" else 1  # a synchronous counter: delta unless cumulative
+    assert {p.temporality for p in points["app.joins"]} == {counter}
+    assert {p.temporality for p in points["otel_session.log.exported"]} == {observable}
+    assert {p.temporality for p in points["otel_session.capture.count"]} == {2}  # up-down: always cumulative
