@@ -157,3 +157,33 @@ def test_the_temporality_preference_is_honoured(tmp_path, preference, observable
     assert {p.temporality for p in points["app.joins"]} == {counter}
     assert {p.temporality for p in points["otel_session.log.exported"]} == {observable}
     assert {p.temporality for p in points["otel_session.capture.count"]} == {2}  # up-down: always cumulative
+
+
+FORK = textwrap.dedent(
+    """
+    import json, logging, os
+    import otel_session
+
+    telemetry = otel_session.configure(service_name="forky", exporter="file")
+    logging.getLogger("parent").warning("before the fork")
+    telemetry.force_flush()
+    child = os.fork()
+    if child == 0:
+        for n in range(2):
+            logging.getLogger("child").warning("child %d", n)
+        telemetry.shutdown()
+        os._exit(0)
+    os.waitpid(child, 0)
+    logging.getLogger("parent").warning("after the fork")
+    telemetry.shutdown()
+    print(json.dumps({"parent": os.getpid(), "child": child}))
+    """
+)
+
+
+def test_a_forked_child_writes_its_own_metrics_counting_its_own_exports(tmp_path):
+    pids = run(FORK, _env(tmp_path))
+    for who, exported in (("parent", 2), ("child", 2)):
+        path = tmp_path / f"forky.{pids[who]}.metrics.jsonl"
+        points = read_metrics(path)["otel_session.log.exported"]
+        assert points[-1].value == exported, who
