@@ -4,6 +4,7 @@ from pathlib import Path
 # The resource is fixed by the first configure() in a process; give the test process a name.
 os.environ.setdefault("OTEL_SERVICE_NAME", "otel-session-tests")
 for name in ("OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+             "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_METRIC_EXPORT_INTERVAL",
              "GLOBAL_LOG_LEVEL", "TRACEPARENT", "BAGGAGE", "TRACESTATE"):
     os.environ.pop(name, None)
 

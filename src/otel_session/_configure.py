@@ -1,6 +1,6 @@
 """`configure()`: the one place that builds providers, the stdlib bridge, exporters and the patches,
 and the only importer of the live wing. First call sets (or adopts) OTel's set-once providers; later
-calls re-point the same processor. Attach mode and span export: docs/library.md.
+calls re-point the same processor. Attach mode, span export and metrics: docs/library.md.
 """
 
 from __future__ import annotations
@@ -22,15 +22,21 @@ from opentelemetry.sdk._logs.export import (
     LogRecordExporter,
     SimpleLogRecordProcessor,
 )
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_session import _diagnostics, _sdk, _stdlib
 from otel_session._buffer import BufferSettings, BufferStats
+from otel_session._exported import CountingExporter
 from otel_session._file_exporter import OtlpJsonFileExporter, OtlpJsonFileSpanExporter, log_dir
 from otel_session._handler import BridgeHandler
 from otel_session._levels import default_level, parse_level
+from otel_session._meter import METRICS
+from otel_session._meter import follow as _follow_logs
+from otel_session._meter import requested as _metrics_requested
 from otel_session._processor import SessionLogProcessor
 from otel_session._signing import ENV_KEY, key_bytes
 from otel_session._state import DEFAULT_BAGGAGE_KEYS, STATE
@@ -55,6 +61,8 @@ class Telemetry:
     attached: bool = False  # True when the providers were someone else's
     _owned: bool = field(default=False, repr=False)
     span_processor: BatchSpanProcessor | None = None  # span export (OTLP or file), when configure() added it
+    meter_provider: MeterProvider | None = None  # ours, or the host's (attach mode: it exports)
+    metrics_exporter_name: str = "none"  # where our reader sends metrics: otlp, file, console, memory, none
 
     @property
     def current(self) -> bool:
@@ -65,9 +73,15 @@ class Telemetry:
         """What the debug buffer holds now, and what it flushed, dropped and evicted (`_buffer`)."""
         return STATE.buffer.stats()
 
+    def metrics(self) -> MetricsData | None:
+        """The metrics as the SDK collects them now (every value so far: cumulative), when they go to
+        `memory` (`configure(metrics="memory")`, for tests); else None."""
+        return METRICS.collected()
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         spans = self.span_processor.force_flush(timeout_millis) if self.span_processor is not None else True
-        return self.processor.force_flush(timeout_millis) and spans
+        logs = self.processor.force_flush(timeout_millis)
+        return METRICS.force_flush(timeout_millis) and logs and spans
 
     def shutdown(self) -> None:
         """Flush and close this pipeline's exporter, and take out what configure() put into the process
@@ -75,8 +89,8 @@ class Telemetry:
         builds them again.
 
         Only the current handle may do this: a handle from an earlier `configure()` no longer owns
-        the pipeline, so shutting it down does nothing but warn. The span processor is only flushed:
-        it lives as long as the process's `TracerProvider` (which shuts it down at exit)."""
+        the pipeline, so shutting it down does nothing but warn. The span processor and the metrics are only
+        flushed: they live as long as the process's providers (which shut them down at exit)."""
         with STATE.lock:
             if not self.current:
                 logger.warning("Telemetry.shutdown() on the handle of an earlier configure() ignored: "
@@ -91,6 +105,7 @@ class Telemetry:
             inner.shutdown()
         if self.span_processor is not None:
             self.span_processor.force_flush()
+        METRICS.force_flush()
 
 
 class _SpanRoute(SpanExporter):
@@ -129,6 +144,7 @@ class _Built:
         self.span_processor: BatchSpanProcessor | None = None
         self.span_route = _SpanRoute()
         self.warned_names: set[str] = set()
+        self.warned_metrics = False
 
 
 _built = _Built()
@@ -175,9 +191,10 @@ def _build_pipeline(
 ) -> tuple[str, LogRecordExporter | None, LogRecordProcessor | None, bool]:
     """(name, exporter, exporting processor, whether we own the exporter)."""
     if isinstance(exporter, LogRecordExporter):
-        processor = (SimpleLogRecordProcessor(exporter) if isinstance(exporter, _SYNCHRONOUS)
-                     else BatchLogRecordProcessor(exporter))
-        return type(exporter).__name__, exporter, processor, False
+        name, counted = type(exporter).__name__, CountingExporter(exporter, type(exporter).__name__)
+        processor = (SimpleLogRecordProcessor(counted) if isinstance(exporter, _SYNCHRONOUS)
+                     else BatchLogRecordProcessor(counted))
+        return name, exporter, processor, False
     if exporter is not None and not isinstance(exporter, str):
         raise TypeError(f"exporter must be a name or a LogRecordExporter, not {type(exporter).__name__}")
     name = _exporter_name(exporter, attached)
@@ -186,17 +203,17 @@ def _build_pipeline(
         return name, None, None, True
     if name == "memory":
         built = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
-        return name, built, SimpleLogRecordProcessor(built), True
+        return name, built, SimpleLogRecordProcessor(CountingExporter(built, name)), True
     if name == "console":
         built = ConsoleLogRecordExporter()
-        return name, built, SimpleLogRecordProcessor(built), True
+        return name, built, SimpleLogRecordProcessor(CountingExporter(built, name)), True
     if name == "file":
         built = OtlpJsonFileExporter(log_dir(), service_name)
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
         built = OTLPLogExporter()
-    return name, built, BatchLogRecordProcessor(built), True
+    return name, built, BatchLogRecordProcessor(CountingExporter(built, name)), True
 
 
 _REPOINT_FLUSH_MS = 5000  # re-pointing never waits long on an unreachable Collector
@@ -290,6 +307,7 @@ def configure(
     buffer_level: str | int | None = None,
     buffer_max_bytes: int | None = None,
     buffer_ttl_s: float | None = None,
+    metrics: str | None = None,
 ) -> Telemetry:
     """Set up (or re-point) session-scoped logging for this process; safe to call repeatedly.
 
@@ -305,7 +323,12 @@ def configure(
     `buffer_level` (or `OTEL_SESSION_BUFFER_LEVEL`; "OFF" turns it off): the debug buffer keeps records
     below their export level, from this level up, per trace, and exports them only if the trace fails;
     `buffer_max_bytes` bounds the process, `buffer_ttl_s` how long a record is buffered.
-    Not given: the environment, else what is set now (off by default)."""
+    Not given: the environment, else what is set now (off by default).
+
+    `metrics` (or `OTEL_METRICS_EXPORTER`): where the library's metrics (and any instrument on
+    `Telemetry.meter_provider`) go: `otlp`, `file`, `console`, `memory` or `none`. Not given: where the logs
+    go for `otlp` and `file`, else nowhere. In a host's SDK MeterProvider the host exports them."""
+    metrics_asked = _metrics_requested(metrics)  # validate before anything changes
     if level is not None:
         parse_level(level)  # validate before anything changes
     elif _built.telemetry is None and logging.getLogger().level == logging.WARNING:
@@ -354,6 +377,14 @@ def configure(
             if old_owned:
                 old.shutdown()
         span_processor = _export_spans(exporter_name, actual)
+        meter_provider = METRICS.setup(logger_provider.resource)
+        metrics_name = metrics_asked or _follow_logs(exporter_name)
+        if METRICS.attached:
+            if metrics_asked not in (None, "none") and not _built.warned_metrics:
+                _built.warned_metrics = True
+                logger.warning("configure(metrics=%r) ignored: the host's MeterProvider exports this process's "
+                               "metrics", metrics_asked)
+            metrics_name = "none"
         _install_handler(logger_provider)
         _diagnostics.install()
         STATE.route_buffered = _stdlib.route_buffered
@@ -383,8 +414,12 @@ def configure(
             attached=attached,
             _owned=owned,
             span_processor=span_processor,
+            meter_provider=meter_provider,
+            metrics_exporter_name=metrics_name,
         )
-        return _built.telemetry
+        telemetry = _built.telemetry
+    METRICS.point(metrics_name, actual)  # outside STATE.lock: flushing runs callbacks, which may log
+    return telemetry
 
 
 __all__ = ["DEFAULT_BAGGAGE_KEYS", "EXPORTERS", "Telemetry", "configure", "configured", "reset"]

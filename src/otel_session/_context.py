@@ -91,9 +91,10 @@ class KeyMatcher:
         return (key in self.exact or key.startswith(self.prefixes)) and key != LOG_LEVEL_SIG
 
 
-def baggage_level(values: Mapping[str, object]) -> int | None:
+def baggage_level(values: Mapping[str, object], *, counted: bool = False) -> int | None:
     """The export level a baggage mapping carries, or None (absent, not a level, or — with a
-    signing key — not validly signed for this session: `_signing`, warned once a minute)."""
+    signing key — not validly signed for this session: `_signing`, warned once a minute). `counted`:
+    a refusal counts in `signer.refused` (the export decision's check, once per context)."""
     raw = values.get(LOG_LEVEL)
     if raw is None:
         return None
@@ -101,7 +102,7 @@ def baggage_level(values: Mapping[str, object]) -> int | None:
         level = parse_level(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return level if signer.key is None else signer.level(values, level)
+    return level if signer.key is None else signer.level(values, level, counted=counted)
 
 
 def compute(ctx: Context, generation: int, keys: KeyMatcher, grants: GrantTable | None = None,
@@ -122,7 +123,7 @@ def compute(ctx: Context, generation: int, keys: KeyMatcher, grants: GrantTable 
             attrs.append((key, text[:MAX_VALUE_LEN]))
     captures = ctx.get(CAPTURES_KEY) or ()
     live = tuple(c for c in captures if not c.closed)  # type: ignore[attr-defined, union-attr]
-    export = baggage_level(values)
+    export = baggage_level(values, counted=True)
     granted = grants.level(values.get(SESSION_ID), values.get(USER_ID)) if grants else None
     if granted is not None and (export is None or granted[0] < export):
         export = granted[0]

@@ -1,4 +1,4 @@
-"""Logs and spans as OTLP JSON lines in a local directory, one file a process and signal, in the format a
+"""Logs, spans and metrics as OTLP JSON lines in a local directory, one file a process and signal, in the format a
 Collector's `file` exporter writes, so one reader serves both (docs/internals.md).
 """
 
@@ -14,11 +14,12 @@ from pathlib import Path
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_session._diagnostics import internal
-from otel_session._otlp_json import encode_json_line, encode_spans_json_line
+from otel_session._otlp_json import encode_json_line, encode_metrics_json_line, encode_spans_json_line
 
 DEFAULT_DIR = "./.otel-session/logs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -151,4 +152,28 @@ class OtlpJsonFileSpanExporter(_JsonLinesFile, SpanExporter):
         self._close()
 
 
-__all__ = ["DEFAULT_DIR", "OtlpJsonFileExporter", "OtlpJsonFileSpanExporter", "log_dir"]
+class OtlpJsonFileMetricExporter(_JsonLinesFile, MetricExporter):
+    """Appends each collection as one OTLP-JSON metrics line to `<directory>/<service>.<pid>.metrics.jsonl`,
+    beside the log file of the same process (the SDK's default temporality and aggregation: cumulative)."""
+
+    suffix = ".metrics.jsonl"
+    signal = "metric collection(s)"
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, service_name: str = "unknown_service") -> None:
+        _JsonLinesFile.__init__(self, directory, service_name)
+        MetricExporter.__init__(self)
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
+               ) -> MetricExportResult:
+        ok = self._shutdown is False and (not metrics_data.resource_metrics or self._append(
+            lambda: encode_metrics_json_line(metrics_data), 1))
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        self._close()
+
+
+__all__ = ["DEFAULT_DIR", "OtlpJsonFileExporter", "OtlpJsonFileMetricExporter", "OtlpJsonFileSpanExporter", "log_dir"]

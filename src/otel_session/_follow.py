@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from otel_session._otlp_json import LOGS, OTHER, TRACES, Decoded, decode_line
+from otel_session._metric import MetricPoint
+from otel_session._otlp_json import LOGS, OTHER, TRACES, Decoded, decode_line, decode_metrics
 from otel_session._record import Record
 from otel_session._span import Span
 
@@ -158,6 +159,43 @@ def read_spans(path: str | os.PathLike[str], *, stats: ReadStats | None = None) 
 
 def _start(span: Span) -> int:
     return span.start_unix_nano
+
+
+def read_metrics(path: str | os.PathLike[str], *, stats: ReadStats | None = None) -> dict[str, list[MetricPoint]]:
+    """Every metric data point under `path` (a directory or one file: our `*.metrics.jsonl` files, a Collector's
+    metrics file, rotated and `.gz` ones), by metric name, each name's points in time order. Lines of other
+    signals are passed over undecoded; unreadable metrics lines and files are counted in `stats`."""
+    stats = stats if stats is not None else ReadStats()
+    found: dict[str, list[MetricPoint]] = {}
+    for file in find_log_files(path, stats):
+        for line in _lines(file, stats):
+            if b'"resourceMetrics"' not in line:
+                continue
+            try:
+                points = decode_metrics(line)
+            except (ValueError, TypeError, RecursionError):
+                stats.bad_line(file)
+                continue
+            for point in points:
+                found.setdefault(point.name, []).append(point)
+    for points in found.values():
+        points.sort(key=_point_time)
+    return found
+
+
+def _point_time(point: MetricPoint) -> int:
+    return point.time_unix_nano
+
+
+def _lines(path: Path, stats: ReadStats) -> Iterator[bytes]:
+    """The lines of one whole file, plain or gzip; a file that cannot be read is counted, never raised."""
+    try:
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as handle:
+            yield from handle
+    except FileNotFoundError:
+        return  # rotated away or deleted since it was listed
+    except (OSError, EOFError, zlib.error) as exc:
+        stats.unreadable(path, getattr(exc, "strerror", None) or exc)
 
 
 class _FileTail:
@@ -374,6 +412,7 @@ __all__ = [
     "read_chunks",
     "read_file",
     "read_logs",
+    "read_metrics",
     "read_records",
     "read_spans",
 ]

@@ -1,6 +1,6 @@
-"""OTLP JSON for logs and traces: one `ExportLogsServiceRequest` (or `ExportTraceServiceRequest`) a line,
-protobuf's JSON mapping with hex ids; what our file exporters and a Collector's `file` exporter write
-(docs/internals.md).
+"""OTLP JSON for logs, traces and metrics: one `ExportLogsServiceRequest` (`ExportTraceServiceRequest`,
+`ExportMetricsServiceRequest`) a line, protobuf's JSON mapping with hex ids; what our file exporters and a
+Collector's `file` exporter write (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from typing import Any, NamedTuple
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_session._keys import SERVICE_NAME
 from otel_session._levels import parse_level
+from otel_session._metric import KIND_FIELDS, TEMPORALITY_ENUM_NAMES, MetricPoint
 from otel_session._record import Record
 from otel_session._severity import BANDS, parse_severity, severity_of, severity_text
 from otel_session._span import KIND_ENUM_NAMES, STATUS_ENUM_NAMES, Span, SpanEvent, SpanLink
@@ -59,6 +62,13 @@ def _hex_ids(request: dict[str, Any]) -> dict[str, Any]:
                 _hex(span, ("traceId", "spanId", "parentSpanId"))
                 for link in span.get("links", ()):
                     _hex(link)
+    for resource_metrics in request.get("resourceMetrics", ()):
+        for scope_metrics in resource_metrics.get("scopeMetrics", ()):
+            for metric in scope_metrics.get("metrics", ()):
+                for field in KIND_FIELDS:
+                    for point in metric.get(field, {}).get("dataPoints", ()):
+                        for exemplar in point.get("exemplars", ()):
+                            _hex(exemplar)
     return request
 
 
@@ -75,6 +85,11 @@ def encode_json_line(batch: Sequence[ReadableLogRecord]) -> str:
 def encode_spans_json_line(batch: Sequence[ReadableSpan]) -> str:
     """One OTLP `ExportTraceServiceRequest` as a JSON line, newline included."""
     return _line(encode_spans(batch))
+
+
+def encode_metrics_json_line(data: MetricsData) -> str:
+    """One OTLP `ExportMetricsServiceRequest` as a JSON line, newline included."""
+    return _line(encode_metrics(data))
 
 
 # --- decoding --------------------------------------------------------------------------------------
@@ -324,6 +339,75 @@ def decode_spans(line: str | bytes) -> list[Span]:
     return _spans(request)
 
 
+def _number(value: object) -> int | float | None:
+    """A data point's number: an int (`asInt`, maybe a string) or a float (`asDouble`, maybe "NaN")."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise NotOtlpError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise NotOtlpError(f"expected a number, got {value!r}") from None
+    raise NotOtlpError(f"expected a number, got {value!r}")
+
+
+def _point(metric: dict[str, Any], kind: str, body: dict[str, Any], point: dict[str, Any], service: str,
+           resource: dict[str, Any], scope: str) -> MetricPoint:
+    if "asInt" in point:
+        value: int | float | None = _int(point["asInt"])
+    elif "asDouble" in point:
+        value = _number(point["asDouble"])
+    else:
+        value = _number(point.get("sum"))  # histograms and summaries (absent: 0 in proto3, None here)
+    return MetricPoint(
+        name=_text(metric.get("name")),
+        kind=kind,
+        value=value,
+        attributes=key_values(point.get("attributes")),
+        time_unix_nano=_int(point.get("timeUnixNano")),
+        start_time_unix_nano=_int(point.get("startTimeUnixNano")),
+        unit=_text(metric.get("unit")),
+        monotonic=body.get("isMonotonic") is True,
+        temporality=_enum(body.get("aggregationTemporality"), TEMPORALITY_ENUM_NAMES, "aggregation temporality"),
+        count=_int(point.get("count")),
+        bucket_counts=tuple(_int(n) for n in _list(point.get("bucketCounts"))),
+        explicit_bounds=tuple(float(_number(b) or 0) for b in _list(point.get("explicitBounds"))),
+        min=None if point.get("min") is None else float(_number(point["min"]) or 0),
+        max=None if point.get("max") is None else float(_number(point["max"]) or 0),
+        service=service,
+        resource=resource,
+        scope=scope,
+    )
+
+
+def _metric_points(request: dict[str, Any]) -> list[MetricPoint]:
+    points: list[MetricPoint] = []
+    for metric, service, resource, scope in _items(request, "resourceMetrics", "scopeMetrics", "metrics"):
+        for field, kind in KIND_FIELDS.items():
+            if field in metric:
+                body = _dict(metric[field])
+                points.extend(_point(metric, kind, body, _dict(point), service, resource, scope)
+                              for point in _list(body.get("dataPoints")))
+    return points
+
+
+def decode_metrics(line: str | bytes) -> list[MetricPoint]:
+    """The data points of one OTLP-JSON metrics line (ours, or a Collector's `metrics.json`), in file order.
+    Lenient about what protobuf's JSON mapping allows (numbers as strings, enum names), strict about shape:
+    raises `ValueError` (a `json` error, or `NotOtlpError`) for a line that is not an OTLP request; an OTLP
+    request of another signal (logs, spans) holds no metrics and gives []."""
+    request = _request(line)
+    if "resourceMetrics" not in request:
+        if request_kind(request) is not None:
+            return []
+        raise NotOtlpError("no resourceMetrics")
+    return _metric_points(request)
+
+
 class Decoded(NamedTuple):
     """What one line holds: its kind (`LOGS`, `TRACES` or `OTHER`), and its log records or its spans."""
 
@@ -355,9 +439,11 @@ __all__ = [
     "NotOtlpError",
     "any_value",
     "decode_line",
+    "decode_metrics",
     "decode_request",
     "decode_spans",
     "encode_json_line",
+    "encode_metrics_json_line",
     "encode_spans_json_line",
     "key_values",
     "parse_id",

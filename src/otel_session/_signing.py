@@ -115,6 +115,10 @@ class Signer:
     def __init__(self) -> None:
         self.key: bytes | None = None
         self._valid: dict[tuple[str | None, int, str], int] = {}
+        # Travelling levels refused since the process started, by the export decision's check (a context's
+        # meaning is computed once: once per context that carries one); the `otel_session.log_level.refused`
+        # metric reads it.
+        self.refused = 0
 
     def set_key(self, key: bytes | None) -> None:
         self.key = key
@@ -123,8 +127,9 @@ class Signer:
             _log.setLevel(logging.WARNING)
             _log.addFilter(_limit)
 
-    def level(self, values: Mapping[str, object], level: int) -> int | None:
-        """`level` if it counts for the context whose baggage is `values`, else None (warned)."""
+    def level(self, values: Mapping[str, object], level: int, *, counted: bool = False) -> int | None:
+        """`level` if it counts for the context whose baggage is `values`, else None (warned, and counted
+        in `refused` when `counted`)."""
         key = self.key
         if key is None:
             return level
@@ -143,6 +148,8 @@ class Signer:
                     valid.clear()
                 valid[memo] = int(memo[2].partition(".")[0])
             return level
+        if counted:
+            self.refused += 1
         _warn(values, level, why)
         return None
 
