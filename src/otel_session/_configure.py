@@ -16,7 +16,6 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
 from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
     ConsoleLogRecordExporter,
     InMemoryLogRecordExporter,
     LogRecordExporter,
@@ -28,6 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from otel_session import _diagnostics, _sdk, _stdlib
 from otel_session._buffer import BufferSettings, BufferStats
+from otel_session._export_guard import ExportCounts, ExportStats, RetryingExporter, batch_processor
 from otel_session._file_exporter import OtlpJsonFileExporter, OtlpJsonFileSpanExporter, log_dir
 from otel_session._handler import BridgeHandler
 from otel_session._levels import default_level, parse_level
@@ -64,6 +64,11 @@ class Telemetry:
     def stats(self) -> BufferStats:
         """What the debug buffer holds now, and what it flushed, dropped and evicted (`_buffer`)."""
         return STATE.buffer.stats()
+
+    def export_stats(self) -> ExportStats:
+        """Records exported, and lost on the way out (the batch queue full, batches given up), by every
+        exporting processor configure() built in this process (`_export_guard`; docs/collector.md)."""
+        return _built.export_counts.stats()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         spans = self.span_processor.force_flush(timeout_millis) if self.span_processor is not None else True
@@ -129,6 +134,7 @@ class _Built:
         self.span_processor: BatchSpanProcessor | None = None
         self.span_route = _SpanRoute()
         self.warned_names: set[str] = set()
+        self.export_counts = ExportCounts()  # never reset: the counts only grow (metrics read them)
 
 
 _built = _Built()
@@ -176,7 +182,7 @@ def _build_pipeline(
     """(name, exporter, exporting processor, whether we own the exporter)."""
     if isinstance(exporter, LogRecordExporter):
         processor = (SimpleLogRecordProcessor(exporter) if isinstance(exporter, _SYNCHRONOUS)
-                     else BatchLogRecordProcessor(exporter))
+                     else batch_processor(exporter, _built.export_counts))
         return type(exporter).__name__, exporter, processor, False
     if exporter is not None and not isinstance(exporter, str):
         raise TypeError(f"exporter must be a name or a LogRecordExporter, not {type(exporter).__name__}")
@@ -195,8 +201,8 @@ def _build_pipeline(
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        built = OTLPLogExporter()
-    return name, built, BatchLogRecordProcessor(built), True
+        built = RetryingExporter(OTLPLogExporter(), _built.export_counts)  # across a Collector's blink
+    return name, built, batch_processor(built, _built.export_counts), True
 
 
 _REPOINT_FLUSH_MS = 5000  # re-pointing never waits long on an unreachable Collector
