@@ -127,13 +127,13 @@ class RetryingExporter(LogRecordExporter):
                 self._succeeded(len(batch))
                 return result
             self._failed(tried)
-            if self._stopping.is_set() or time.monotonic() + pause > deadline:
+            remaining = deadline - time.monotonic()
+            if self._stopping.is_set() or remaining <= 0:
                 self.counts.add(given_up=len(batch))
                 self._warn_once()
                 return result
             self._warn_once()
-            if self._stopping.wait(pause * random.uniform(0.8, 1.2)):
-                continue  # shutdown: one last try, then give up
+            self._stopping.wait(min(pause * random.uniform(0.8, 1.2), remaining))  # the last try at the deadline
             pause = min(pause * 2, MAX_PAUSE_S)
 
     def _failed(self, tried: float) -> None:
@@ -150,7 +150,7 @@ class RetryingExporter(LogRecordExporter):
         if down is not None:
             self.counts.set_failing(False)
         if self._warned and ended:  # the next loss warns again
-            log.info("otel_session: log export works again%s; %d records lost since the warning "
+            log.info("otel_session: log export works again%s; %d records lost in this outage "
                      "(Telemetry.export_stats())",
                      f" after {time.monotonic() - down:.1f} s" if down is not None else "", lost - self._lost_before)
             self._warned = False
