@@ -19,8 +19,13 @@ SERVICE = textwrap.dedent(
     import dataclasses, json, logging, sys, threading, time
     import otel_session
 
-    rate = float(sys.argv[1])
-    telemetry = otel_session.configure("blink")
+    rate, route = float(sys.argv[1]), sys.argv[2]
+    if route == "sdk":  # the SDK's OTLP exporter alone, for comparison (its queue's drops are still counted)
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        telemetry = otel_session.configure("blink", exporter=OTLPLogExporter())
+    else:
+        telemetry = otel_session.configure("blink")
     log = logging.getLogger("app.blink")
     pause, paused, stop = threading.Event(), threading.Event(), threading.Event()
     sent, slowest = 0, 0.0
@@ -58,15 +63,17 @@ SERVICE = textwrap.dedent(
 
 
 class BlinkService:
-    """The service as a process, pointed at `endpoint` (OTLP/HTTP), with `env` on top of a clean environment."""
+    """The service as a process, pointed at `endpoint` (OTLP/HTTP), with `env` on top of a clean environment;
+    `route="sdk"` gives configure() the SDK's own OTLP exporter instead of building its route."""
 
-    def __init__(self, endpoint: str, cwd: Path, rate: float, env: dict[str, str] | None = None) -> None:
+    def __init__(self, endpoint: str, cwd: Path, rate: float, env: dict[str, str] | None = None,
+                 route: str = "otlp") -> None:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         clean.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, **(env or {}))
         self.stderr = Path(cwd) / "service.err"
         with open(self.stderr, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-c", SERVICE, str(rate)], env=clean, cwd=cwd, text=True,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+            self.proc = subprocess.Popen([sys.executable, "-c", SERVICE, str(rate), route], env=clean, cwd=cwd,
+                                         text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         self._answer()
 
     def _answer(self) -> dict[str, Any]:
