@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
@@ -28,6 +28,7 @@ DEFAULT_EXPORT_TIMEOUT_MS = 30000  # the SDK's (and the spec's) default for OTEL
 DEFAULT_MAX_QUEUE_SIZE = 2048
 PAUSE_S = 0.5  # between two tries of one batch, doubled up to MAX_PAUSE_S, jittered like the SDK's backoff
 MAX_PAUSE_S = 4.0
+SHUTDOWN_WAIT_S = 2.0  # for the batch being tried to be given up, at shutdown
 
 log = internal.getChild("export")
 
@@ -38,7 +39,8 @@ class ExportStats:
 
     `exported`: records the Collector took. `dropped_queue_full`: records the SDK's batch queue dropped, full
     (`OTEL_BLRP_MAX_QUEUE_SIZE`; it drops its oldest). `dropped_export`: records of batches given up (still
-    failing after `OTEL_BLRP_EXPORT_TIMEOUT`, refused, or at shutdown). `outages`: export failures after a
+    failing after `OTEL_BLRP_EXPORT_TIMEOUT`, refused, or at shutdown), and those left queued when shutdown
+    stopped waiting. `outages`: export failures after a
     success. `failing`: the last export failed."""
 
     exported: int = 0
@@ -108,13 +110,19 @@ class RetryingExporter(LogRecordExporter):
                          else _env_int(OTEL_BLRP_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MS) / 1000)
         self.queue_size = queue_size if queue_size is not None else _env_int(OTEL_BLRP_MAX_QUEUE_SIZE,
                                                                            DEFAULT_MAX_QUEUE_SIZE)
+        self.queued: Callable[[], int] | None = None  # the batch queue's length (`batch_processor`)
         self._stopping = threading.Event()
+        self._busy = threading.Lock()  # held while a batch is tried
         self._down_since: float | None = None  # monotonic time of the outage's first failure
         self._lost_before = 0  # counts.lost when all was last well: what a warning counts from
         self._lost_at_success = 0  # counts.lost at the last successful export
         self._warned = False
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
+        with self._busy:
+            return self._export(batch)
+
+    def _export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         deadline = time.monotonic() + self.budget_s
         pause = PAUSE_S
         while True:
@@ -133,7 +141,9 @@ class RetryingExporter(LogRecordExporter):
                 self._warn_once()
                 return result
             self._warn_once()
-            self._stopping.wait(min(pause * random.uniform(0.8, 1.2), remaining))  # the last try at the deadline
+            if self._stopping.wait(min(pause * random.uniform(0.8, 1.2), remaining)):  # the last at the deadline
+                self.counts.add(given_up=len(batch))  # shutdown
+                return LogRecordExportResult.FAILURE
             pause = min(pause * 2, MAX_PAUSE_S)
 
     def _failed(self, tried: float) -> None:
@@ -176,13 +186,22 @@ class RetryingExporter(LogRecordExporter):
         return self.inner.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
+        """The batch processor calls this once its worker finished, or it gave up waiting (an outage): the
+        batch being tried is given up, and what is still queued will never be exported; both are counted."""
         self._stopping.set()
-        self.inner.shutdown()  # type: ignore[no-untyped-call]
+        self.inner.shutdown()  # type: ignore[no-untyped-call]  # ends the SDK's own retries too
+        if self._busy.acquire(timeout=SHUTDOWN_WAIT_S):  # the batch being tried is given up and counted
+            self._busy.release()
+        left = self.queued() if self.queued is not None else 0
+        if left:
+            self.counts.add(given_up=left)
 
 
 def batch_processor(exporter: LogRecordExporter, counts: ExportCounts) -> BatchLogRecordProcessor:
     """The SDK's batch processor (its settings from `OTEL_BLRP_*`), its queue-full drops counted."""
     processor = BatchLogRecordProcessor(exporter)
+    if isinstance(exporter, RetryingExporter):
+        exporter.queued = _sdk.queue_length(processor)
     if not _sdk.count_queue_drops(processor, counts.queue_full):
         log.warning("otel_session: this opentelemetry-sdk's batch processor has an unknown shape: records its "
                     "full queue drops are not counted in Telemetry.export_stats()")

@@ -6,6 +6,7 @@ each is needed: docs/internals.md).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -211,3 +212,10 @@ def count_queue_drops(processor: Any, on_drop: Callable[[int], None]) -> bool:
     if not isinstance(metrics, _CountingMetrics):
         batch._metrics = _CountingMetrics(metrics, on_drop)
     return True
+
+
+def queue_length(processor: Any) -> Callable[[], int] | None:
+    """How many records wait in the SDK `BatchLogRecordProcessor`'s queue (None on another shape): what is
+    left there when its shutdown gives up waiting is never exported."""
+    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+    return queue.__len__ if isinstance(queue, collections.deque) else None
