@@ -60,21 +60,27 @@ class ExportCounts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self.exported = self.dropped_queue_full = self.dropped_export = self.outages = 0
         self.failing = False
 
     def queue_full(self, count: int) -> None:
         """On the logging call (the SDK's full queue): a counter, nothing else."""
-        with self._lock:
+        with self._locked():
             self.dropped_queue_full += count
 
+    def _locked(self) -> threading.Lock:
+        if self._pid != os.getpid():  # a forked child: a lock of its own (the counts go on from the parent's)
+            self._lock, self._pid = threading.Lock(), os.getpid()
+        return self._lock
+
     def set_failing(self, failing: bool) -> None:
-        with self._lock:
+        with self._locked():
             self.outages += failing and not self.failing
             self.failing = failing
 
     def add(self, exported: int = 0, given_up: int = 0) -> None:
-        with self._lock:
+        with self._locked():
             self.exported += exported
             self.dropped_export += given_up
 
@@ -83,7 +89,7 @@ class ExportCounts:
         return self.dropped_queue_full + self.dropped_export
 
     def stats(self) -> ExportStats:
-        with self._lock:
+        with self._locked():
             return ExportStats(self.exported, self.dropped_queue_full, self.dropped_export, self.outages,
                                self.failing)
 
@@ -113,12 +119,15 @@ class RetryingExporter(LogRecordExporter):
         self.queued: Callable[[], int] | None = None  # the batch queue's length (`batch_processor`)
         self._stopping = threading.Event()
         self._busy = threading.Lock()  # held while a batch is tried
+        self._pid = os.getpid()
         self._down_since: float | None = None  # monotonic time of the outage's first failure
         self._lost_before = 0  # counts.lost when all was last well: what a warning counts from
         self._lost_at_success = 0  # counts.lost at the last successful export
         self._warned = False
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
+        if self._pid != os.getpid():  # a forked child (the SDK restarts its worker there): locks of its own
+            self._busy, self._stopping, self._pid = threading.Lock(), threading.Event(), os.getpid()
         with self._busy:
             return self._export(batch)
 

@@ -198,6 +198,8 @@ class _CountingMetrics:
         self._metrics.drop_items(count, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_metrics", "_on_drop"):  # half-built (a copy): no recursion
+            raise AttributeError(name)
         return getattr(self._metrics, name)
 
 
