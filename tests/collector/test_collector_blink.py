@@ -39,7 +39,7 @@ SMALL = {
     "OTEL_BLRP_MAX_QUEUE_SIZE": "100",
     "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "20",
     "OTEL_BLRP_SCHEDULE_DELAY": "100",
-    "OTEL_BLRP_EXPORT_TIMEOUT": "3000",  # a batch is given up after 3 s of tries
+    "OTEL_BLRP_EXPORT_TIMEOUT": "4000",  # a batch is given up after 4 s of tries (a restart takes far less)
     "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
 }
 
