@@ -40,8 +40,8 @@ class ExportStats:
     `exported`: records the Collector took. `dropped_queue_full`: records the SDK's batch queue dropped, full
     (`OTEL_BLRP_MAX_QUEUE_SIZE`; it drops its oldest). `dropped_export`: records of batches given up (still
     failing after `OTEL_BLRP_EXPORT_TIMEOUT`, refused, or at shutdown), and those left queued when shutdown
-    stopped waiting. `outages`: export failures after a
-    success. `failing`: the last export failed."""
+    stopped waiting. `outages`: how often exports started failing (after the SDK's own retries). `failing`:
+    the last export failed."""
 
     exported: int = 0
     dropped_queue_full: int = 0
