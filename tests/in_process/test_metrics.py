@@ -26,6 +26,7 @@ tracer = trace.get_tracer("tests.metrics")
 
 NAMES = {
     "otel_session.log.exported": ("{record}", True),
+    "otel_session.log.lost": ("{record}", True),
     "otel_session.buffer.size": ("{record}", False),
     "otel_session.buffer.usage": ("By", False),
     "otel_session.buffer.flushed": ("{record}", True),
@@ -70,6 +71,18 @@ def test_exported_records_are_counted_by_exporter(metered):
     log.debug("below the level: not exported, not counted")
     assert value("otel_session.log.exported", exporter) == before + 3
     assert len(metered.records) == 3
+
+
+def test_records_lost_on_the_way_out_are_counted_by_why(metered):
+    from otel_session._export_guard import COUNTS
+
+    full, given_up = ({"error.type": "queue_full"}, {"error.type": "export_given_up"})
+    before = value("otel_session.log.lost", full), value("otel_session.log.lost", given_up)
+    COUNTS.queue_full(4)  # what the SDK's full batch queue reports (tests/collector/test_collector_blink.py: real)
+    COUNTS.given_up(3)
+    assert (value("otel_session.log.lost", full), value("otel_session.log.lost", given_up)) == (
+        before[0] + 4, before[1] + 3)
+    assert metered.telemetry.export_stats().lost == before[0] + before[1] + 7
 
 
 class _Refusing(LogRecordExporter):
