@@ -6,6 +6,7 @@ from otel_session._buffer import BufferSettings, BufferStats
 from otel_session._capture import capture
 from otel_session._capture_store import Capture
 from otel_session._configure import Telemetry, configure, configured, reset
+from otel_session._export_guard import ExportStats
 from otel_session._file_exporter import OtlpJsonFileExporter, OtlpJsonFileMetricExporter, OtlpJsonFileSpanExporter
 from otel_session._flush import flush, flush_buffer
 from otel_session._levels import parse_level
@@ -29,6 +30,7 @@ __all__ = [
     "BufferSettings",
     "BufferStats",
     "Capture",
+    "ExportStats",
     "OtlpJsonFileExporter",
     "OtlpJsonFileMetricExporter",
     "OtlpJsonFileSpanExporter",

@@ -16,7 +16,6 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs import LoggingHandler as SdkLoggingHandler
 from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
     ConsoleLogRecordExporter,
     InMemoryLogRecordExporter,
     LogRecordExporter,
@@ -30,7 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from otel_session import _diagnostics, _sdk, _stdlib
 from otel_session._buffer import BufferSettings, BufferStats
-from otel_session._exported import CountingExporter
+from otel_session._export_guard import COUNTS, CountingExporter, ExportStats, RetryingExporter, batch_processor
 from otel_session._file_exporter import OtlpJsonFileExporter, OtlpJsonFileSpanExporter, log_dir
 from otel_session._handler import BridgeHandler
 from otel_session._levels import default_level, parse_level
@@ -77,6 +76,11 @@ class Telemetry:
         """The metrics as the SDK collects them now (every value so far: cumulative), when they go to
         `memory` (`configure(metrics="memory")`, for tests); else None."""
         return METRICS.collected()
+
+    def export_stats(self) -> ExportStats:
+        """Records exported, and lost on the way out (the batch queue full, batches given up), by every
+        exporting processor configure() built in this process (`_export_guard`; docs/collector.md)."""
+        return COUNTS.stats()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         spans = self.span_processor.force_flush(timeout_millis) if self.span_processor is not None else True
@@ -191,9 +195,9 @@ def _build_pipeline(
 ) -> tuple[str, LogRecordExporter | None, LogRecordProcessor | None, bool]:
     """(name, exporter, exporting processor, whether we own the exporter)."""
     if isinstance(exporter, LogRecordExporter):
-        name, counted = type(exporter).__name__, CountingExporter(exporter, type(exporter).__name__)
-        processor = (SimpleLogRecordProcessor(counted) if isinstance(exporter, _SYNCHRONOUS)
-                     else BatchLogRecordProcessor(counted))
+        name = type(exporter).__name__
+        processor = (SimpleLogRecordProcessor(CountingExporter(exporter, name)) if isinstance(exporter, _SYNCHRONOUS)
+                     else batch_processor(exporter, name))
         return name, exporter, processor, False
     if exporter is not None and not isinstance(exporter, str):
         raise TypeError(f"exporter must be a name or a LogRecordExporter, not {type(exporter).__name__}")
@@ -212,8 +216,8 @@ def _build_pipeline(
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        built = OTLPLogExporter()
-    return name, built, BatchLogRecordProcessor(CountingExporter(built, name)), True
+        built = RetryingExporter(OTLPLogExporter(), COUNTS)  # across a Collector's blink
+    return name, built, batch_processor(built, name), True
 
 
 _REPOINT_FLUSH_MS = 5000  # re-pointing never waits long on an unreachable Collector

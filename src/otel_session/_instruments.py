@@ -18,7 +18,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from otel_session._buffer import BufferStats
 from otel_session._diagnostics import internal
-from otel_session._exported import TALLY
+from otel_session._export_guard import COUNTS
 from otel_session._state import STATE
 
 SCOPE = "otel_session"
@@ -68,8 +68,14 @@ def _buffer(field: str) -> Read:
 
 
 def _exported() -> Iterable[Observation]:
-    for (exporter, error), count in TALLY.counts().items():
+    for (exporter, error), count in COUNTS.by_exporter().items():
         yield Observation(count, {EXPORTER: exporter} if error is None else {EXPORTER: exporter, ERROR_TYPE: error})
+
+
+def _lost() -> Iterable[Observation]:
+    stats = COUNTS.stats()
+    return [Observation(stats.dropped_queue_full, {ERROR_TYPE: "queue_full"}),
+            Observation(stats.dropped_export, {ERROR_TYPE: "export_given_up"})]
 
 
 def _captures() -> Iterable[Observation]:
@@ -90,6 +96,9 @@ def _refused() -> Iterable[Observation]:
 INSTRUMENTS: tuple[tuple[str, str, str, str, Read], ...] = (
     ("counter", "otel_session.log.exported", "{record}",
      "Log records handed to otel_session's exporter, by exporter; error.type when the export failed", _exported),
+    ("counter", "otel_session.log.lost", "{record}",
+     "Log records lost on the way out: the batch queue was full, or a batch was given up (Telemetry.export_stats())",
+     _lost),
     ("updown", "otel_session.buffer.size", "{record}", "Log records the debug buffer holds now", _buffer("buffered")),
     ("updown", "otel_session.buffer.usage", "By", "Bytes the debug buffer holds now", _buffer("buffered_bytes")),
     ("counter", "otel_session.buffer.flushed", "{record}",

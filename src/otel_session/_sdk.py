@@ -1,11 +1,12 @@
 """The one place that leans on OpenTelemetry SDK, API and instrumentation internals: record attributes,
-processor order, derived records, the runtime context, and `LoggingHandler`'s parts. Each use has a
-public fallback or fails loudly in the SDK-internals tests when a release changes shape (why each is
-needed: docs/internals.md).
+processor order, derived records, the runtime context, `LoggingHandler`'s parts, and the batch queue's drops.
+Each use has a public fallback or fails loudly in the SDK-internals tests when a release changes shape (why
+each is needed: docs/internals.md).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -179,3 +180,44 @@ def detach(token: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+# --- the batch queue ---------------------------------------------------------------------------
+
+
+class _CountingMetrics:
+    """Stands in for a `BatchProcessor`'s metrics recorder: its queue-full drops are counted too, then passed on."""
+
+    def __init__(self, metrics: Any, on_drop: Callable[[int], None]) -> None:
+        self._metrics, self._on_drop = metrics, on_drop
+
+    def drop_items(self, count: int, *args: Any, **kwargs: Any) -> None:
+        reason = args[0] if args else kwargs.get("error_type", "queue_full")  # 1.42 passes no reason
+        if reason == "queue_full":
+            self._on_drop(count)
+        self._metrics.drop_items(count, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_metrics", "_on_drop"):  # half-built (a copy): no recursion
+            raise AttributeError(name)
+        return getattr(self._metrics, name)
+
+
+def count_queue_drops(processor: Any, on_drop: Callable[[int], None]) -> bool:
+    """Call `on_drop(n)` whenever the SDK's `BatchLogRecordProcessor` drops records from its full queue (it has
+    no hook of its own: it logs a warning filtered to one per 20 s, and records a metric only when the SDK's
+    own metrics are on). False, and nothing changed, on another shape."""
+    batch: Any = getattr(processor, "_batch_processor", None)
+    metrics = getattr(batch, "_metrics", None)
+    if metrics is None or not callable(getattr(metrics, "drop_items", None)):
+        return False
+    if not isinstance(metrics, _CountingMetrics):
+        batch._metrics = _CountingMetrics(metrics, on_drop)
+    return True
+
+
+def queue_length(processor: Any) -> Callable[[], int] | None:
+    """How many records wait in the SDK `BatchLogRecordProcessor`'s queue (None on another shape): what is
+    left there when its shutdown gives up waiting is never exported."""
+    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+    return queue.__len__ if isinstance(queue, collections.deque) else None

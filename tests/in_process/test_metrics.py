@@ -26,6 +26,7 @@ tracer = trace.get_tracer("tests.metrics")
 
 NAMES = {
     "otel_session.log.exported": ("{record}", True),
+    "otel_session.log.lost": ("{record}", True),
     "otel_session.buffer.size": ("{record}", False),
     "otel_session.buffer.usage": ("By", False),
     "otel_session.buffer.flushed": ("{record}", True),
@@ -70,6 +71,18 @@ def test_exported_records_are_counted_by_exporter(metered):
     log.debug("below the level: not exported, not counted")
     assert value("otel_session.log.exported", exporter) == before + 3
     assert len(metered.records) == 3
+
+
+def test_records_lost_on_the_way_out_are_counted_by_why(metered):
+    from otel_session._export_guard import COUNTS
+
+    full, given_up = ({"error.type": "queue_full"}, {"error.type": "export_given_up"})
+    before = value("otel_session.log.lost", full), value("otel_session.log.lost", given_up)
+    COUNTS.queue_full(4)  # what the SDK's full batch queue reports (tests/collector/test_collector_blink.py: real)
+    COUNTS.given_up(3)
+    assert (value("otel_session.log.lost", full), value("otel_session.log.lost", given_up)) == (
+        before[0] + 4, before[1] + 3)
+    assert metered.telemetry.export_stats().lost == before[0] + before[1] + 7
 
 
 class _Refusing(LogRecordExporter):
@@ -130,6 +143,7 @@ def test_open_captures_are_counted(metered):
     before = value("otel_session.capture.count")
     with capture(), capture():
         assert value("otel_session.capture.count") == before + 2
+        assert metered.metrics()["otel_session.capture.count"][0].value == before + 2  # the fixture's view
     assert value("otel_session.capture.count") == before
 
 
@@ -169,10 +183,11 @@ def test_no_session_or_user_id_is_ever_a_metric_attribute(metered):
     finally:
         STATE.set_grants(NO_GRANTS)
     assert len(points) >= len(NAMES)
-    for point in points:
+    for point in points:  # every point in the process: ours, and any other instrument's on the provider
         assert not {SESSION_ID, USER_ID} & set(point.attributes), point
         assert not {SECRET_SESSION, SECRET_USER} & {str(v) for v in point.attributes.values()}, point
-        assert set(point.attributes) <= {_instruments.EXPORTER, _instruments.ERROR_TYPE, _instruments.GRANT_SCOPE}
+    ours = {_instruments.EXPORTER, _instruments.ERROR_TYPE, _instruments.GRANT_SCOPE}
+    assert all(set(p.attributes) <= ours for p in points if p.name in NAMES)
 
 
 def test_a_failing_callback_is_counted_warned_once_and_spares_the_others(metered, monkeypatch, capsys):

@@ -2,6 +2,7 @@
 (`otel_session._sdk`, `otel_session._stdlib`, the Context meaning cache)."""
 
 import logging
+import time
 
 from opentelemetry import context as otel_context
 from opentelemetry._logs import LogRecord, SeverityNumber
@@ -160,3 +161,40 @@ def test_the_key_the_sdks_exporters_suppress_their_own_telemetry_with():
     from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
     assert _sdk.SUPPRESS_KEY is not None and _sdk.SUPPRESS_KEY == _SUPPRESS_INSTRUMENTATION_KEY
+
+
+def test_the_batch_queues_drops_are_counted_where_the_sdk_drops_them():
+    import threading
+
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+
+    release = threading.Event()
+
+    class Stuck(LogRecordExporter):  # holds the worker in export, as an unreachable Collector does
+        def export(self, batch):
+            release.wait(10)
+            return LogRecordExportResult.SUCCESS
+
+        def shutdown(self):
+            release.set()
+
+        def force_flush(self, timeout_millis=30000):
+            return True
+
+    processor = BatchLogRecordProcessor(Stuck(), max_queue_size=4, max_export_batch_size=2,
+                                        schedule_delay_millis=60000)
+    dropped: list[int] = []
+    assert _sdk.count_queue_drops(processor, dropped.append)
+    assert _sdk.count_queue_drops(processor, dropped.append)  # once is enough: not counted twice
+    queue = processor._batch_processor._queue
+    for _ in range(2):
+        processor.on_emit(_record())
+    deadline = time.monotonic() + 10
+    while queue and time.monotonic() < deadline:  # the worker took them and is stuck exporting
+        time.sleep(0.01)
+    for _ in range(7):
+        processor.on_emit(_record())
+    assert dropped == [1, 1, 1] and len(queue) == 4  # the bound, and each record over it, where the SDK drops it
+    release.set()
+    processor.shutdown()
+    assert _sdk.count_queue_drops(object(), dropped.append) is False  # another shape: nothing counted, no error

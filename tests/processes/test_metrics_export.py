@@ -11,6 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from otel_session.log_reader import read_logs, read_metrics
 from tests.helpers.support import ROOT
 
@@ -144,3 +146,44 @@ def test_attach_mode_registers_on_the_hosts_meter_provider_and_adds_no_reader(tm
     assert "otel_session.capture.count" in result["names"]
     assert [p.name for p in tmp_path.iterdir() if "metrics" in p.name] == []  # the host exports metrics
     assert out.stderr.count("configure(metrics='file') ignored") == 1  # warned once, not per call
+
+
+@pytest.mark.parametrize(("preference", "observable"), [("delta", 1), ("LowMemory", 2), ("", 2)])
+def test_the_temporality_preference_is_honoured(tmp_path, preference, observable):
+    run(SERVICE, _env(tmp_path, OTEL_SERVICE_NAME="svc", OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=preference),
+        json.dumps({"exporter": "file"}))
+    points = read_metrics(tmp_path)
+    counter = 2 if preference == "" else 1  # a synchronous counter: delta unless cumulative
+    assert {p.temporality for p in points["app.joins"]} == {counter}
+    assert {p.temporality for p in points["otel_session.log.exported"]} == {observable}
+    assert {p.temporality for p in points["otel_session.capture.count"]} == {2}  # up-down: always cumulative
+
+
+FORK = textwrap.dedent(
+    """
+    import json, logging, os
+    import otel_session
+
+    telemetry = otel_session.configure(service_name="forky", exporter="file")
+    logging.getLogger("parent").warning("before the fork")
+    telemetry.force_flush()
+    child = os.fork()
+    if child == 0:
+        for n in range(2):
+            logging.getLogger("child").warning("child %d", n)
+        telemetry.shutdown()
+        os._exit(0)
+    os.waitpid(child, 0)
+    logging.getLogger("parent").warning("after the fork")
+    telemetry.shutdown()
+    print(json.dumps({"parent": os.getpid(), "child": child}))
+    """
+)
+
+
+def test_a_forked_child_writes_its_own_metrics_counting_its_own_exports(tmp_path):
+    pids = run(FORK, _env(tmp_path))
+    for who, exported in (("parent", 2), ("child", 2)):
+        path = tmp_path / f"forky.{pids[who]}.metrics.jsonl"
+        points = read_metrics(path)["otel_session.log.exported"]
+        assert points[-1].value == exported, who

@@ -1,0 +1,54 @@
+"""The OTLP route's retries and counts against a refused connection (the SDK's real OTLP exporter, a loopback
+port nobody listens on): a batch given up is counted, and an outage warns once (the real Collector's blinks:
+tests/collector/test_collector_blink.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry._logs import LogRecord
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs import ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+from otel_session._export_guard import ExportCounts, RetryingExporter
+from tests.helpers.collector import free_port
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def lines():
+    handler = Lines()
+    logger = logging.getLogger("otel_session.internal.export")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    yield handler.records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_a_batch_still_refused_after_its_budget_is_given_up_counted_and_warned_once(lines) -> None:
+    counts = ExportCounts()
+    refused = OTLPLogExporter(endpoint=f"http://127.0.0.1:{free_port()}/v1/logs", timeout=0.2)
+    exporter = RetryingExporter(refused, counts, budget_s=0.6, queue_size=10)
+    batch = [ReadWriteLogRecord(LogRecord(body=f"r{n}")) for n in range(3)]
+    assert exporter.export(batch) is LogRecordExportResult.FAILURE
+    assert exporter.export(batch[:2]) is LogRecordExportResult.FAILURE
+    stats = counts.stats()
+    assert (stats.dropped_export, stats.lost, stats.exported, stats.outages, stats.failing) == (5, 5, 0, 1, True)
+    warnings = [r for r in lines if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "3 lost so far" in warnings[0].getMessage()  # the first loss; not per batch
+    counts.queue_full(4)
+    exporter.queued = lambda: 7  # what the batch queue still holds when its shutdown stops waiting
+    exporter.shutdown()
+    assert counts.stats().dropped_export == 12 and counts.stats().lost == 16
+    assert len([r for r in lines if r.levelno == logging.WARNING]) == 1
