@@ -14,8 +14,17 @@ import threading
 from collections.abc import Callable
 
 from opentelemetry import metrics
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     ConsoleMetricExporter,
     MetricExporter,
     MetricExportResult,
@@ -61,6 +70,22 @@ def follow(logs_exporter_name: str) -> str:
     return logs_exporter_name if logs_exporter_name in _FOLLOW else "none"
 
 
+def temporality(env: dict[str, str] | None = None) -> dict[type, AggregationTemporality]:
+    """`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (cumulative, delta or lowmemory, as the spec's
+    tables say), for our one reader: it is made once, so the OTLP exporter's own reading of it never applies."""
+    raw = (env if env is not None else os.environ).get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "")
+    preference = raw.strip().lower() or "cumulative"
+    if preference not in ("cumulative", "delta", "lowmemory"):
+        logger.warning("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=%s: use cumulative, delta or lowmemory; "
+                       "using cumulative", raw)
+        preference = "cumulative"
+    delta, cumulative = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
+    if preference == "cumulative":
+        return {}
+    return {Counter: delta, Histogram: delta, UpDownCounter: cumulative, ObservableGauge: cumulative,
+            ObservableUpDownCounter: cumulative, ObservableCounter: delta if preference == "delta" else cumulative}
+
+
 class MemoryMetricExporter(MetricExporter):
     """Keeps the latest collection (cumulative, so it holds every value so far), for tests."""
 
@@ -83,8 +108,8 @@ class MemoryMetricExporter(MetricExporter):
 class MetricRoute(MetricExporter):
     """The one exporter behind our reader; configure() points it somewhere (or nowhere)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, preferred_temporality: dict[type, AggregationTemporality] | None = None) -> None:
+        super().__init__(preferred_temporality=preferred_temporality)
         self.target: MetricExporter | None = None
         self.key: Key | None = None  # what the target writes to
 
@@ -147,6 +172,7 @@ class Metrics:
                 if isinstance(existing, MeterProvider):
                     self.provider, self.attached = existing, True
                 else:
+                    self.route = MetricRoute(temporality())
                     self.reader = PeriodicExportingMetricReader(self.route)  # OTEL_METRIC_EXPORT_INTERVAL
                     self.provider = MeterProvider(resource=resource, metric_readers=[self.reader])
                     metrics.set_meter_provider(self.provider)

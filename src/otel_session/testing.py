@@ -56,6 +56,10 @@ class LogCapture:
     def clear(self) -> None:
         self.exporter.clear()
 
+    def metrics(self) -> dict[str, list[MetricPoint]]:
+        """The metrics' values now, by name (`collected_metrics`); needs `.configure(metrics="memory")`."""
+        return collected_metrics(self.telemetry)
+
 
 @contextmanager
 def log_capture() -> Iterator[LogCapture]:

@@ -13,6 +13,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -22,6 +26,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 _DECODERS: dict[str, tuple[type[Any], type[Any]]] = {
     "/v1/logs": (ExportLogsServiceRequest, ExportLogsServiceResponse),
     "/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse),
+    "/v1/metrics": (ExportMetricsServiceRequest, ExportMetricsServiceResponse),
 }
 
 
@@ -34,7 +39,7 @@ class Received:
 
 
 class OtlpReceiver:
-    """Accepts OTLP/HTTP protobuf on `/v1/logs` and `/v1/traces`, like a Collector's otlp receiver."""
+    """Accepts OTLP/HTTP protobuf on `/v1/logs`, `/v1/traces` and `/v1/metrics`, like a Collector's otlp receiver."""
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
@@ -113,6 +118,26 @@ class OtlpReceiver:
                                        "attrs": _attributes(link.attributes)}
                                       for link in span.links],
                         })
+        return out
+
+
+    def metric_points(self) -> list[dict[str, Any]]:
+        """Every number data point received (sums and gauges), decoded straight from the protobuf."""
+        out = []
+        for received in self.of("/v1/metrics"):
+            for resource_metrics in received.message.resource_metrics:
+                resource = _attributes(resource_metrics.resource.attributes)
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        kind = metric.WhichOneof("data")
+                        if kind not in ("sum", "gauge"):
+                            continue
+                        for point in getattr(metric, kind).data_points:
+                            out.append({
+                                "resource": resource, "scope": scope_metrics.scope.name, "name": metric.name,
+                                "unit": metric.unit, "kind": kind, "attrs": _attributes(point.attributes),
+                                "value": getattr(point, point.WhichOneof("value")),
+                            })
         return out
 
 

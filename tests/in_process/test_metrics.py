@@ -130,6 +130,7 @@ def test_open_captures_are_counted(metered):
     before = value("otel_session.capture.count")
     with capture(), capture():
         assert value("otel_session.capture.count") == before + 2
+        assert metered.metrics()["otel_session.capture.count"][0].value == before + 2  # the fixture's view
     assert value("otel_session.capture.count") == before
 
 

@@ -68,7 +68,8 @@ def test_opentelemetry_instrument_configures_session_logging_once(tmp_path):
     assert "console: __main__ hello from an uninstrumented app" in err  # basicConfig was not swallowed
 
     # opentelemetry-instrument exec()s the program: same pid, so the file is the app's own
-    assert [p.name for p in logs.glob("*.jsonl")] == [f"auto-svc.{proc.pid}.jsonl"]
+    assert sorted(p.name for p in logs.glob("*.jsonl")) == [f"auto-svc.{proc.pid}.jsonl",
+                                                            f"auto-svc.{proc.pid}.metrics.jsonl"]
     records = otlp_records(logs)
     assert [r["message"] for r in records] == ["hello from an uninstrumented app"]  # exactly once
     (record,) = records

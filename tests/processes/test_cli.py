@@ -83,9 +83,11 @@ def write_with_pipeline(directory: Path, *services: str, script: str = WRITER) -
 def pipeline_logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, str]]]:
     directory = tmp_path_factory.mktemp("logs")
     traces = write_with_pipeline(directory, *SERVICES)
-    # a log file and a span file per process: every test here reads logs from a directory that holds spans too
+    # a log, a span and a metrics file per process: every test here reads logs from a directory that holds
+    # spans and metrics too
     assert len(list(directory.glob("*.spans.jsonl"))) == 3
-    assert len(list(directory.glob("*.jsonl"))) == 6
+    assert len(list(directory.glob("*.metrics.jsonl"))) == 3
+    assert len(list(directory.glob("*.jsonl"))) == 9
     return directory, traces
 
 

@@ -63,8 +63,10 @@ def test_processes_of_one_service_write_their_own_files(tmp_path):
     env = {**os.environ, "OTEL_SESSION_LOG_DIR": str(tmp_path)}
     procs = [subprocess.Popen([sys.executable, "-c", script, f"p{i}"], env=env) for i in range(3)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
-    files = sorted(p.name for p in tmp_path.glob("*.jsonl"))
+    files = sorted(p.name for p in tmp_path.glob("*.jsonl") if not p.name.endswith(".metrics.jsonl"))
     assert len(files) == 3 and all(f.startswith("svc_one.") for f in files)
+    assert sorted(p.name for p in tmp_path.glob("*.metrics.jsonl")) == [f[:-len("jsonl")] + "metrics.jsonl"
+                                                                         for f in files]
     records = otlp_records(tmp_path)
     assert len(records) == 600
     for name in files:

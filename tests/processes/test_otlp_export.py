@@ -45,9 +45,10 @@ PIPELINE = textwrap.dedent(
         log.warning("payment slow")
     log.error("outside any session")
     ctx = span.get_span_context()
-    telemetry.shutdown()  # flushes the logs and the spans
+    telemetry.shutdown()  # flushes the logs, the spans and the metrics
     print(json.dumps({
-        "exporter": telemetry.exporter_name, "trace_id": format(ctx.trace_id, "032x"),
+        "exporter": telemetry.exporter_name, "metrics": telemetry.metrics_exporter_name,
+        "trace_id": format(ctx.trace_id, "032x"),
         "span_id": format(ctx.span_id, "016x"), "span_processor": telemetry.span_processor is not None,
         "same_span_processor": telemetry.span_processor is first.span_processor,
     }))
@@ -83,9 +84,22 @@ def assert_exported(receiver: OtlpReceiver, result: dict[str, Any], service: str
     assert all(r.content_type == "application/x-protobuf" for r in receiver.requests)
 
 
-def test_the_endpoint_alone_selects_otlp_and_logs_and_spans_arrive_over_the_wire(receiver):
+def assert_metrics(receiver: OtlpReceiver, service: str) -> None:
+    """The library's metrics arrived: the three records counted under `otlp`, and no id as an attribute."""
+    points = receiver.metric_points()
+    exported = [p["value"] for p in points if p["name"] == "otel_session.log.exported"]
+    assert exported and max(exported) == 3
+    assert {p["name"] for p in points} >= {"otel_session.buffer.size", "otel_session.capture.count"}
+    for point in points:
+        assert point["resource"]["service.name"] == service and point["scope"] == "otel_session"
+        assert not {"session.id", "user.id", "user.name"} & point["attrs"].keys()
+        assert not {"s-otlp", "u-otlp"} & set(map(str, point["attrs"].values()))
+
+
+def test_the_endpoint_alone_selects_otlp_and_logs_spans_and_metrics_arrive_over_the_wire(receiver):
     result = run_pipeline({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "otlp-wire"})
-    assert result["exporter"] == "otlp"
+    assert result["exporter"] == "otlp" and result["metrics"] == "otlp"
+    assert_metrics(receiver, "otlp-wire")
     assert_exported(receiver, result, "otlp-wire")
     assert result["span_processor"] and result["same_span_processor"]
     spans = receiver.spans()
@@ -102,6 +116,7 @@ def test_explicit_otlp_with_signal_endpoints_and_gzip(receiver):
         {
             "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"{receiver.url}/v1/logs",
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.url}/v1/traces",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{receiver.url}/v1/metrics",
             "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
             "OTEL_LOGS_EXPORTER": "console",  # the explicit argument wins over the variable
         },
@@ -112,6 +127,14 @@ def test_explicit_otlp_with_signal_endpoints_and_gzip(receiver):
     assert_exported(receiver, result, "otlp-explicit")
     assert {r.content_encoding for r in receiver.requests} == {"gzip"}
     assert [s["name"] for s in receiver.spans()] == ["checkout"]
+    assert_metrics(receiver, "otlp-explicit")
+
+
+def test_metrics_exporter_none_keeps_metrics_home(receiver):
+    result = run_pipeline({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_METRICS_EXPORTER": "none"},
+                          service_name="no-metrics")
+    assert_exported(receiver, result, "no-metrics")
+    assert result["metrics"] == "none" and receiver.of("/v1/metrics") == []
 
 
 def test_traces_exporter_none_keeps_spans_home(receiver):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from otel_session.log_reader import LOGS, TRACES, ReadStats, read_chunks, read_logs, read_spans
+from otel_session.log_reader import LOGS, OTHER, TRACES, ReadStats, read_chunks, read_logs, read_spans
 
 WRITER = textwrap.dedent(
     """
@@ -63,10 +63,11 @@ def test_a_configured_process_writes_its_spans_beside_its_logs(tmp_path, flush):
     ids = run(WRITER, "svc/a", flush, env=_env(tmp_path))
     assert ids["processor"]
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 2
-    logs, spans_file = names
+    assert len(names) == 3
+    logs, metrics_file, spans_file = names
     service, pid, rest = logs.split(".", 2)
     assert (service, rest) == ("svc_a", "jsonl") and spans_file == f"svc_a.{pid}.spans.jsonl"
+    assert metrics_file == f"svc_a.{pid}.metrics.jsonl"  # the metrics follow the logs too
 
     lines = (tmp_path / spans_file).read_text().splitlines()
     assert all("resourceSpans" in json.loads(line) for line in lines)
@@ -92,13 +93,13 @@ def test_a_configured_process_writes_its_spans_beside_its_logs(tmp_path, flush):
 
 def test_traces_exporter_none_writes_no_spans_and_a_hosts_tracer_provider_is_left_alone(tmp_path):
     run(WRITER, "quiet", "shutdown", env=_env(tmp_path / "none", OTEL_TRACES_EXPORTER="none"))
-    assert [p.name.endswith(".spans.jsonl") for p in (tmp_path / "none").iterdir()] == [False]
+    assert sorted(p.name.split(".", 2)[2] for p in (tmp_path / "none").iterdir()) == ["jsonl", "metrics.jsonl"]
 
     host = "from opentelemetry import trace\nfrom opentelemetry.sdk.trace import TracerProvider\n" \
            "trace.set_tracer_provider(TracerProvider())\n" + WRITER
     ids = run(host, "hosted", "shutdown", env=_env(tmp_path / "host"))
     assert not ids["processor"]
-    assert [p.name.endswith(".spans.jsonl") for p in (tmp_path / "host").iterdir()] == [False]
+    assert sorted(p.name.split(".", 2)[2] for p in (tmp_path / "host").iterdir()) == ["jsonl", "metrics.jsonl"]
 
 
 REPOINT = textwrap.dedent(
@@ -189,4 +190,4 @@ def test_otel_session_logs_prints_the_same_with_span_files_beside_the_logs(tmp_p
         assert with_spans.stderr == "" == without.stderr  # span lines are not skipped lines
     stats = ReadStats()
     kinds = [chunk.kind for path in sorted((tmp_path / "both").iterdir()) for chunk in read_chunks(path, stats=stats)]
-    assert sorted(set(kinds)) == [LOGS, TRACES] and stats.summary() is None
+    assert sorted(set(kinds)) == [LOGS, OTHER, TRACES] and stats.summary() is None  # metrics lines are "other"

@@ -179,3 +179,24 @@ def test_a_process_that_started_before_its_redis_picks_up_grants_once_it_is_up(o
                  what="the grant once Redis is up")
     said = [r.message for r in otel_logs.records if "Debug grants: Redis" in r.message]
     assert len(said) == 2 and "unreachable" in said[0] and said[1] == "Debug grants: Redis reachable again"
+
+
+def test_the_grant_count_metric_follows_the_grants_in_redis(otel_logs, store):
+    from otel_session.testing import collected_metrics
+
+    def counts() -> dict[str, int | float | None]:
+        return {str(p.attributes["otel_session.grant.scope"]): p.value
+                for p in collected_metrics()["otel_session.grant.count"]}
+
+    put, drop = store
+    otel_logs.configure(redis_url=REDIS_URL, metrics="memory")
+    try:
+        assert counts() == {"session": 0, "user": 0}
+        put("g-m1", session_id="s-metric")
+        put("g-m2", session_id="s-metric-2")
+        put("g-m3", user_id="u-metric")
+        wait_for(lambda: counts() == {"session": 2, "user": 1}, 2.5, interval=0.1, what="the grants to be counted")
+        drop("g-m1")
+        wait_for(lambda: counts() == {"session": 1, "user": 1}, 2.5, interval=0.1, what="the revoke to be counted")
+    finally:
+        otel_logs.configure(metrics="none")
