@@ -8,6 +8,7 @@ A caller's `traceparent` is linked, not continued (`BOT_EDGE_TRACE`); CORS and `
 A join's answer carries a telemetry token, with which the page sends its own log records to `POST /v1/logs`
 (`bot.log_relay`).
 Overload is 429 with Retry-After; 503 means Redis does not answer.
+Every answer to `/join` is counted by its outcome, and the queue's lengths sampled, for the metrics (`bot.metrics`).
 """
 
 from __future__ import annotations

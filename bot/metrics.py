@@ -30,7 +30,7 @@ SAMPLE_MIN_S, SAMPLE_MAX_S = 0.1, 5.0
 
 
 class _WarnOnce:
-    """One warning per instrument whose recording failed: a broken exporter must not flood the logs."""
+    """One warning per instrument whose recording failed: a broken instrument must not flood the logs."""
 
     def __init__(self) -> None:
         self._warned: set[str] = set()
@@ -210,7 +210,7 @@ class JoinOutcomes:
 
 class OperatorMetrics(_Instruments):
     """Dispatches by outcome and their duration; join-to-running latency (observed here, when the operator
-    learns its launch runs); the cold slots in use and the operators alive (sampled by the heartbeat)."""
+    learns its launch runs); the cold slots in use and the operators alive (sampled on the operator's loop)."""
 
     DISPATCHES, DISPATCH_S, JOIN_S = "bot.dispatches", "bot.dispatch.duration", "bot.join.duration"
 

@@ -311,10 +311,10 @@ class Operator:
             return await self._dead_letter(raw, reason, **ids)
         finally:
             self.dispatches.pop(raw, None)
+        if outcome == "started":  # the join's wait ends here, whatever marking the job done costs
+            self.metrics.running(dispatch.mode, time.time() - job.created_ts)
         if outcome in ("started", "done"):
             await self.launches.done(raw)
-        if outcome == "started":
-            self.metrics.running(dispatch.mode, time.time() - job.created_ts)
         if outcome == "requeued":
             self._pause_until = time.monotonic() + self._pause_s
             self._pause_s = min(self._pause_s * 2, REQUEUE_PAUSE_S[1])

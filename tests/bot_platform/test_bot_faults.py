@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bot.rooms import canonical, room_hash
+from otel_session.log_reader import read_metrics
 from tests.helpers.support import TcpProxy, wait_for
 
 ROOM = "https://rooms.example.test/faults"
@@ -112,7 +113,7 @@ def test_sigterm_to_the_operator_mid_dispatch_loses_no_job_and_starts_one_bot(pl
 
 def test_a_bot_cut_off_from_redis_stops_itself_before_its_room_can_get_a_second_bot(platform):
     with TcpProxy(6379) as proxy:
-        cut_url = platform.start_runner(REDIS_URL=proxy.url())
+        cut_url = platform.start_runner(REDIS_URL=proxy.url(), OTEL_METRIC_EXPORT_INTERVAL="200")
         cut_off = platform.services[-1]
         platform.start_operator()
         platform.start_gateway()
@@ -134,6 +135,15 @@ def test_a_bot_cut_off_from_redis_stops_itself_before_its_room_can_get_a_second_
         assert status["status"] == "failed" and "lock" in status["reason"]  # it could not say so itself
         warnings = cut_off.output().count("Keepalive failed")
         assert 1 <= warnings <= 3, cut_off.output()[-3000:]
+        # its metrics say so too: one session failed because it lost its lock, none left running
+        metrics = platform.logs / f"bot-runner.{cut_off.pid}.metrics.jsonl"
+
+        def counted(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+            return {tuple(sorted(p.attributes.items())): p.value for p in read_metrics(metrics).get(name, [])}
+
+        wait_for(lambda: counted("bot.session.failures") == {(("mode", "warm"), ("reason", "lock_lost")): 1}, 10,
+                 what="the cut-off runner's failure in its metrics")
+        assert counted("bot.session.active") == {(("mode", "warm"),): 0}
 
 
 def test_a_frozen_cold_bot_stops_itself_when_it_thaws_after_its_room_moved_on(platform):

@@ -136,8 +136,9 @@ def test_every_instrument_counts_what_the_platform_did_and_carries_no_id(metered
                                                     "cors_refused": 1}
     assert [p.value for p in _last(gateway, "bot.relay.records").values()] == [2]
     assert _by(gateway, "bot.relay.refusals", "reason") == {"missing": 1, "not_otlp": 1}
-    depth = [p.value for p in gateway["bot.queue.depth"]]
-    assert max(depth) == 2 and depth[-1] == 0
+    depth, claims = [p.value for p in gateway["bot.queue.depth"]], [p.value for p in gateway["bot.queue.claims"]]
+    assert max(depth) == 2 and depth[-1] == 0 and max(claims) == 2 and claims[-1] == 0
+    assert gateway["bot.queue.processing"][-1].value == 0  # every job taken was finished
     assert gateway["bot.joins"][0].unit == "{join}" and gateway["bot.queue.depth"][0].kind == "gauge"
 
     # -- what the operator exported ------------------------------------------------------------------

@@ -23,11 +23,14 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from bot import dead_letters
 from bot.keys import Keys
 from bot.launcher import ProcessLauncher
 from bot.launches import Launches
+from bot.metrics import OperatorMetrics
 from bot.models import Job, StartRequest
 from bot.operator import Operator, cold_env, main
 from bot.settings import Settings
@@ -174,17 +177,33 @@ def cold_takes(out: Path) -> list[dict[str, Any]]:
 
 @asynccontextmanager
 async def operating(launches: Launches, launcher: Any = None, operator_id: str | None = None,
-                    ) -> AsyncIterator[tuple[Operator, asyncio.Task[None]]]:
+                    metrics: OperatorMetrics | None = None) -> AsyncIterator[tuple[Operator, asyncio.Task[None]]]:
     """An operator running in this event loop; stopped (as by SIGTERM) on the way out."""
     stop = asyncio.Event()
     async with httpx.AsyncClient() as http:
-        operator = Operator(launches, launcher or ProcessLauncher(command=["false"]), http, operator_id)
+        operator = Operator(launches, launcher or ProcessLauncher(command=["false"]), http, operator_id, metrics)
         task = asyncio.create_task(operator.run(stop))
         try:
             yield operator, task
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)
+
+
+def metered() -> tuple[OperatorMetrics, Callable[[str], dict[str, Any]]]:
+    """Operator metrics on a provider of the test's own, and a reader of one metric: attribute value -> value
+    (a histogram's count)."""
+    reader = InMemoryMetricReader()
+    metrics = OperatorMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+
+    def read(name: str) -> dict[str, Any]:
+        data = reader.get_metrics_data()
+        found = [m for rm in (data.resource_metrics if data else []) for sm in rm.scope_metrics for m in sm.metrics
+                 if m.name == name]
+        return {next(iter(p.attributes.values())): p.count if hasattr(p, "bucket_counts") else p.value
+                for m in found for p in m.data.data_points}
+
+    return metrics, read
 
 
 async def dead(r: Any, keys: Keys) -> list[dict[str, Any]]:
@@ -460,7 +479,8 @@ def test_a_redis_failure_mid_dispatch_is_retried_not_dead_lettered_and_starts_no
             launches = _launches(op_redis, keys)
             direct = _launches(r, keys)
             await enqueue(direct, job_json("L-cut"))
-            async with TestRunner(direct) as runner, operating(launches) as (operator, _):
+            metrics, read = metered()
+            async with TestRunner(direct) as runner, operating(launches, metrics=metrics) as (operator, _):
                 runner.delay = 0.1
                 await r.rpush(keys.standby_pool, runner.url)
                 await until(lambda: _truthy(runner.headers), what="the start")
@@ -472,6 +492,9 @@ def test_a_redis_failure_mid_dispatch_is_retried_not_dead_lettered_and_starts_no
                 await until(lambda: _eq(r.llen(keys.processing), 0), what="the retry")
             await op_redis.aclose()
         assert runner.takes == [("L-cut", 1, "ok")] and await dead(r, keys) == []  # the retry saw it running
+        # the dispatch that lost Redis is retried; the retry finds the launch running and starts nothing
+        assert read("bot.dispatches") == {"retried": 1, "skipped": 1}
+        assert read("bot.join.duration") == {"warm": 1}  # it did start: its wait ended once
 
     run_with_redis(test)
 
@@ -572,8 +595,9 @@ def test_stopping_finishes_a_start_in_flight_or_hands_a_booting_cold_job_back(tm
     async def test(r, keys):
         launches = _launches(r, keys, start_timeout_s=3.0)
         await enqueue(launches, job_json("L-drain"))
+        metrics, read = metered()
         async with TestRunner(launches, delay=0.5) as slow:
-            async with operating(launches):
+            async with operating(launches, metrics=metrics):
                 await r.rpush(keys.standby_pool, slow.url)
                 await until(lambda: _truthy(slow.headers), what="the start in flight")
             assert await status(launches, "L-drain") == "running"  # it was let finish
@@ -583,9 +607,10 @@ def test_stopping_finishes_a_start_in_flight_or_hands_a_booting_cold_job_back(tm
         raw = job_json("L-back", room=ROOM + "-back")
         job = await enqueue(launches, raw)
         launcher = cold_launcher(keys, tmp_path, delay=60)
-        async with operating(launches, launcher):
+        async with operating(launches, launcher, metrics=metrics):
             await until(lambda: _truthy(launcher.children), what="the cold boot")
         assert launcher.children == {}  # stopped, and reaped
+        assert read("bot.dispatches") == {"warm": 1, "requeued": 1}  # the start let finish; the boot handed back
         assert await status(launches, "L-back") == "queued"
         assert await r.lrange(keys.launch_queue, 0, -1) == [raw]  # back at the head, as it was
         lock = await launches.lock(job.room)
