@@ -135,7 +135,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
     """`settings` default to the environment's, read here, once. `telemetry=False` leaves
     `otel_session.configure()` to the caller (tests do); `metrics` default to the global meter provider's."""
     settings = settings or Settings.from_env()
-    metrics = metrics or GatewayMetrics()
+    metrics = metrics or GatewayMetrics.shared()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

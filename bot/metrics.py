@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import ClassVar, Self, cast
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -105,10 +106,24 @@ async def sample_forever(read: Callable[[], Awaitable[Mapping[str, int]]], sampl
 
 
 class _Instruments:
-    """The safe recording calls the service classes share."""
+    """The safe recording calls the service classes share, and one instance per process on the global provider
+    (`shared()`): the SDK keeps the first instrument of a name, so a second instance's gauges would go unread."""
 
-    def __init__(self, meter: Meter) -> None:
-        self.meter = meter
+    SCOPE: ClassVar[str]  # the meter's name: the service's module
+    _shared: ClassVar[dict[type, _Instruments]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, meter: Meter | None = None) -> None:
+        self.meter = meter or metrics.get_meter(self.SCOPE)
+
+    @classmethod
+    def shared(cls) -> Self:
+        """This process's instance on the global meter provider (the API's proxy until configure() sets it)."""
+        with cls._shared_lock:
+            found = cls._shared.get(cls)
+            if found is None:
+                found = cls._shared[cls] = cls()
+        return cast(Self, found)
 
     @staticmethod
     def _add(instrument: metrics.Counter | metrics.UpDownCounter, name: str, amount: int,
@@ -135,10 +150,11 @@ class GatewayMetrics(_Instruments):
     """`bot.joins` by outcome; the launch queue's gauges (sampled by the gateway's loop); the log relay's
     records and refusals."""
 
+    SCOPE = "bot.gateway"
     JOINS, RELAYED, REFUSED = "bot.joins", "bot.relay.records", "bot.relay.refusals"
 
     def __init__(self, meter: Meter | None = None) -> None:
-        super().__init__(meter or metrics.get_meter("bot.gateway"))
+        super().__init__(meter)
         m = self.meter
         self.joins = m.create_counter(self.JOINS, "{join}", "POST /join requests by outcome: queued, taken, full, "
                                       "invalid, too_large, cors_refused (a refused preflight), overloaded, "
@@ -212,10 +228,11 @@ class OperatorMetrics(_Instruments):
     """Dispatches by outcome and their duration; join-to-running latency (observed here, when the operator
     learns its launch runs); the cold slots in use and the operators alive (sampled on the operator's loop)."""
 
+    SCOPE = "bot.operator"
     DISPATCHES, DISPATCH_S, JOIN_S = "bot.dispatches", "bot.dispatch.duration", "bot.join.duration"
 
     def __init__(self, meter: Meter | None = None) -> None:
-        super().__init__(meter or metrics.get_meter("bot.operator"))
+        super().__init__(meter)
         m = self.meter
         self.dispatches = m.create_counter(self.DISPATCHES, "{dispatch}", "Launch jobs dispatched, by outcome: "
                                            "warm, cold, requeued, retried, dead_lettered, skipped")
@@ -243,10 +260,11 @@ class OperatorMetrics(_Instruments):
 class RunnerMetrics(_Instruments):
     """Live sessions, their duration and their failures, in the process that runs them (warm or cold)."""
 
+    SCOPE = "bot.runner"
     ACTIVE, DURATION, FAILURES = "bot.session.active", "bot.session.duration", "bot.session.failures"
 
     def __init__(self, meter: Meter | None = None) -> None:
-        super().__init__(meter or metrics.get_meter("bot.runner"))
+        super().__init__(meter)
         m = self.meter
         self.active = m.create_up_down_counter(self.ACTIVE, "{session}", "Bot sessions running, by mode")
         self.duration = m.create_histogram(self.DURATION, "s", "A bot session's length, by mode and status",

@@ -75,7 +75,7 @@ class Operator:
     def __init__(self, launches: Launches, launcher: Launcher, http: httpx.AsyncClient,
                  operator_id: str | None = None, metrics: OperatorMetrics | None = None) -> None:
         self.launches, self.launcher, self.http = launches, launcher, http
-        self.metrics = metrics or OperatorMetrics()
+        self.metrics = metrics or OperatorMetrics.shared()
         self.settings = launches.settings
         self.id = operator_id or new_operator_id()
         self.inflight: dict[str, asyncio.Task[None]] = {}  # raw job -> its task

@@ -101,7 +101,7 @@ class BotSessions:
                  slots: int = 1, manifold: Manifold | None = None, cold: bool = False,
                  metrics: RunnerMetrics | None = None) -> None:
         self.redis, self.keys, self.settings, self.cold = redis, keys, settings, cold
-        self.metrics = metrics or RunnerMetrics()
+        self.metrics = metrics or RunnerMetrics.shared()
         self.launches = Launches(redis, keys, settings)
         self.self_url, self.slots = self_url, max(1, slots)
         self.manifold = manifold or Manifold()

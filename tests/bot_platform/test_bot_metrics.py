@@ -136,6 +136,13 @@ def test_a_failing_callback_is_warned_about_once_and_never_reaches_the_export(ca
     assert len([w for w in warned if "bot.queue.depth" in w]) == 1 and "RuntimeError" in warned[0]
 
 
+def test_a_process_has_one_instance_of_each_on_the_global_provider():
+    # the SDK keeps the first instrument of a name: a second instance's gauge callbacks would never run
+    assert GatewayMetrics.shared() is GatewayMetrics.shared()
+    assert OperatorMetrics.shared() is OperatorMetrics.shared() and RunnerMetrics.shared() is RunnerMetrics.shared()
+    assert len({id(GatewayMetrics.shared()), id(OperatorMetrics.shared()), id(RunnerMetrics.shared())}) == 3
+
+
 @pytest.mark.parametrize(("interval_ms", "every_s"), [("", 5.0), ("60000", 5.0), ("1000", 0.5), ("50", 0.1),
                                                       ("junk", 5.0)])
 def test_gauges_are_sampled_twice_per_export_within_bounds(interval_ms, every_s):
