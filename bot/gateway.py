@@ -38,7 +38,7 @@ from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
 from bot.launches import Launches
 from bot.log_relay import LogRelay
-from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever
+from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever, stop_sampler
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.service import pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
@@ -149,16 +149,16 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         await _warm(app.state.redis, settings.redis_pool_size)
         renewer = asyncio.create_task(_renew_claims(app.state.launches, settings.pending_ttl_s / 3))
         # the metrics sample the queue on the probe's connection: never one a join waits for, so under load too
-        sampled = Launches(app.state.probe, app.state.launches.keys, settings)
+        sampled, stopping = Launches(app.state.probe, app.state.launches.keys, settings), asyncio.Event()
         sampler = asyncio.create_task(sample_forever(sampled.queue_sizes, metrics.queue, sample_every_s(),
-                                                     "the launch queue"))
+                                                     "the launch queue", stopping))
         try:
             yield
         finally:
-            for task in (renewer, sampler):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_sampler(sampler, stopping)
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             await app.state.redis.aclose()
             await app.state.probe.aclose()
             if tel is not None:

@@ -34,7 +34,7 @@ from bot.dispatch import Dispatch, LaunchError, cold_env
 from bot.keys import Keys
 from bot.launcher import Launcher, ProcessLauncher
 from bot.launches import Launches, job_sha
-from bot.metrics import OperatorMetrics, sample_every_s, sample_forever
+from bot.metrics import OperatorMetrics, sample_every_s, sample_forever, stop_sampler
 from bot.models import Job
 from bot.service import redis_client, setup_telemetry
 from bot.settings import Settings
@@ -95,18 +95,19 @@ class Operator:
         if not await self._first_beat(stop):
             return
         beat = asyncio.create_task(self._beat(stop))
+        sampling = asyncio.Event()
         sampler = asyncio.create_task(sample_forever(self._sample, self.metrics.sample, sample_every_s(),
-                                                     "the cold slots and operators"))
+                                                     "the cold slots and operators", sampling))
         try:
             await self._take(stop)
         finally:
             if self._recovery is not None:
                 self._recovery.cancel()
+            await stop_sampler(sampler, sampling)
             await self._drain()
-            for task in (beat, sampler):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
             with contextlib.suppress(RedisError, OSError):
                 await self.launches.redis.zrem(self.launches.keys.operators, self.id)  # at once adoptable
 
