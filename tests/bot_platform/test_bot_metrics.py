@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -32,7 +30,7 @@ from bot.metrics import (
 )
 from bot.settings import Settings
 from tests.helpers.bot_platform import REDIS_URL
-from tests.helpers.support import free_port, wait_for
+from tests.helpers.support import free_port, served_in_thread, wait_for
 
 ORIGIN = "https://app.example.test"
 RELAY_KEY = "metrics-test-key-0123456789abcdef"
@@ -236,18 +234,10 @@ def gateway(metrics: GatewayMetrics, **knobs: Any) -> Iterator[tuple[Any, asynci
     """The real gateway app served by uvicorn in a thread, on the real Redis, with the test's metrics."""
     keys = Keys(f"test-{uuid.uuid4().hex[:10]}:")
     app = create_app(settings=Settings(**knobs), keys=keys, telemetry=False, metrics=metrics)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, what="the gateway in a thread")
     try:
-        yield app, loop, f"http://127.0.0.1:{port}"
+        with served_in_thread(app) as served:
+            yield served
     finally:
-        server.should_exit = True
-        thread.join(10)
-        loop.close()
         r = redis.Redis.from_url(REDIS_URL)
         for key in r.scan_iter(match=f"{keys.prefix}*"):
             r.delete(key)
