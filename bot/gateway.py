@@ -36,12 +36,13 @@ from bot import rooms
 from bot.edge import install_edge, root_span
 from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
-from bot.launches import Launches
+from bot.launches import STATUSES, Launches
 from bot.log_relay import LogRelay
 from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.service import pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
+from bot.status_watch import StatusWatch, WaitQueryError, unless_disconnected, wait_query
 from bot.telemetry_token import TokenSigner
 from otel_session import id_error, inject_payload, session
 
@@ -147,6 +148,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         app.state.launches = Launches(app.state.redis, keys or Keys.from_env(), settings)
         app.state.answering = Answering()
         await _warm(app.state.redis, settings.redis_pool_size)
+        # the long polls' one subscription holds a connection of its own, never one of the pool's
+        subscriber = redis_client(replace(settings, redis_pool_size=1))
+        app.state.watch = StatusWatch(subscriber, app.state.launches.keys)
+        watcher = asyncio.create_task(app.state.watch.run())
         renewer = asyncio.create_task(_renew_claims(app.state.launches, settings.pending_ttl_s / 3))
         # the metrics sample the queue on the probe's connection: never one a join waits for, so under load too
         sampled = Launches(app.state.probe, app.state.launches.keys, settings)
@@ -155,12 +160,13 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         try:
             yield
         finally:
-            for task in (renewer, sampler):
+            for task in (renewer, sampler, watcher):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await app.state.redis.aclose()
             await app.state.probe.aclose()
+            await subscriber.aclose()
             if tel is not None:
                 tel.force_flush()
 
@@ -234,14 +240,30 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         )
 
     @app.get("/launches/{launch_id}")
-    async def launch(launch_id: str) -> JSONResponse:
-        record = None if id_error(launch_id) else await app.state.launches.status(launch_id)
+    async def launch(launch_id: str, request: Request) -> JSONResponse:
+        """`?wait_s=N&seen=<status>`: a long poll, answered once the status is not `seen`, or at N seconds."""
+        launches: Launches = app.state.launches
+        if id_error(launch_id):
+            return _detail(404, "no such launch")
+        try:
+            wait = wait_query(request.query_params, settings.max_wait_s, STATUSES)
+        except WaitQueryError as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=422)
+        headers = None
+        if wait is None:
+            record = await launches.status(launch_id)
+        else:
+            headers = {"X-Wait-S": f"{wait[0]:g}"}  # the bound applied: a longer ask is capped
+            answered, record = await unless_disconnected(request.receive, app.state.watch.wait_change(
+                launch_id, lambda: launches.status(launch_id), wait[1], wait[0]))
+            if not answered:
+                return _detail(499, "the client went away")  # never sent: the connection is gone
         if record is None:
             return _detail(404, "no such launch")
         body = {"launchId": launch_id, "sessionId": record.get("sessionId"), "status": record.get("status")}
         if record.get("reason"):
             body["reason"] = record["reason"]
-        return JSONResponse(body)
+        return JSONResponse(body, headers=headers)
 
     async def launch_in_room(room_url: str) -> str | None:
         lock = await app.state.launches.lock(rooms.room_hash(room_url))

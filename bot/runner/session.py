@@ -143,6 +143,7 @@ class BotSessions:
             return "running", None
         if self.busy >= self.slots:
             return "full", None
+        began = time.time()  # the record's `times.started`
         self._prune()
         self._taking.add(job.launchId)
         try:
@@ -150,7 +151,8 @@ class BotSessions:
             sent = time.monotonic()
             outcome = await asyncio.wait_for(
                 self.launches.take(job.launchId, job.attempt, job.room, runner=self.runner_id,
-                                   kind="cold" if self.cold else "warm", keepalive=keepalive.model_dump_json()),
+                                   kind="cold" if self.cold else "warm", keepalive=keepalive.model_dump_json(),
+                                   started=began),
                 self.settings.start_timeout_s)
         finally:
             self._taking.discard(job.launchId)
