@@ -52,7 +52,6 @@ tracer = trace.get_tracer(__name__)
 RETRY_AFTER_BUSY_S = 1  # every pooled connection was busy: try again soon
 RETRY_AFTER_FULL_S = 5  # the launch queue is at BOT_MAX_QUEUE: operators need a while
 READY_TIMEOUT_S = 1.0
-LEAVE_POLL_S = 0.1
 RENEW_WARN_EVERY_S = 30.0
 LEFT_UNCONFIRMED = "left; the bot did not confirm"
 
@@ -291,9 +290,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         launches: Launches = app.state.launches
         deadline = time.monotonic() + max(settings.leave_wait_s, 3 * settings.keepalive_s)
         record = await launches.record(launch_id)
-        while record and record.get("status") not in ("ended", "failed") and time.monotonic() < deadline:
-            await asyncio.sleep(LEAVE_POLL_S)
-            record = await launches.record(launch_id)
+        # woken by the record's change (`bot.status_watch`), not a poll every 0.1 s
+        while record and record.get("status") not in ("ended", "failed") and (left := deadline - time.monotonic()) > 0:
+            record = await app.state.watch.wait_change(launch_id, lambda: launches.record(launch_id),
+                                                       str(record.get("status")), left)
         if record is None:
             return "ended"  # the record expired meanwhile: nothing of the launch is left
         if record.get("status") in ("ended", "failed"):
