@@ -37,7 +37,8 @@ local function holds(lock, launch_id, attempt)
 end
 """
 
-# KEYS: lock, queue, claims, record. ARGV: lock, job, pending ttl, launch id, record, record ttl, max queue.
+# KEYS: lock, queue, claims, record.
+# ARGV: lock, job, pending ttl, launch id, record, record ttl, max queue, channel (wakes idle operators).
 # The record's `times.queued` is Redis time, as every later step's (but `started`: the runner's clock).
 ENQUEUE = PRELUDE + """
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[7]) then return -1 end
@@ -52,6 +53,7 @@ local rec = cjson.decode(ARGV[5])
 stamp(rec, 'queued')
 rec.updated = rec.times.queued
 redis.call('SET', KEYS[4], cjson.encode(rec), 'PX', ARGV[6])
+if ARGV[8] then redis.call('PUBLISH', ARGV[8], '1') end
 return 1
 """
 

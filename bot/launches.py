@@ -72,7 +72,7 @@ class Launches:
         done = await self._enqueue(
             keys=[k.room_active(lock["room"]), k.launch_queue, k.claims, k.launch(lock["launch_id"])],
             args=[json.dumps(lock), job, _ms(s.pending_ttl_s), lock["launch_id"], json.dumps(record),
-                  _ms(s.record_ttl_s), s.max_queue])
+                  _ms(s.record_ttl_s), s.max_queue, k.queued_channel])
         return {1: "queued", 0: "taken", -1: "full"}[int(done)]
 
     async def renew_claims(self) -> int:

@@ -1,8 +1,9 @@
 """Long polls on launch records: one Redis subscription per gateway process wakes every waiter on a launch.
 
 Each script that changes a record's status publishes on the record's own key (`save_record` in
-`bot.launch_scripts`); `StatusWatch.run` pattern-subscribes to those channels on a connection of its own,
-so a thousand waiting clients cost one connection and no polling. A waiter still re-reads its record every
+`bot.launch_scripts`); `StatusWatch.run` pattern-subscribes to those channels on a connection of its own
+(`bot.signals`), so a thousand waiting clients cost one connection and no polling. A waiter still re-reads its
+record every
 `recheck_s` (a message lost in a Redis blip, a bot whose lock lapsed: that `failed` is read, not published),
 and more often while the subscription is down.
 """
@@ -11,25 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from bot.keys import Keys
+from bot.signals import follow, glob_escape
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RECHECK_S = 2.0  # a waiter re-reads its record this often while the subscription is up
 FALLBACK_S = 0.25  # ... and this often while it is down
-BACKOFF_S = (0.1, 5.0)  # resubscribing after a failure: first and longest pause
-WARN_EVERY_S = 30.0
 TERMINAL = ("ended", "failed")
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class StatusWatch:
@@ -73,35 +67,15 @@ class StatusWatch:
                 event.set()
 
     async def run(self) -> None:
-        """Subscribe, wake waiters on each message, resubscribe after any failure; never raises (cancel it)."""
-        backoff, last_warning = BACKOFF_S[0], -WARN_EVERY_S
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.psubscribe(_glob_escape(self.channels) + "*")
-                self.subscribed, backoff = True, BACKOFF_S[0]
-                self._wake_all()  # messages may have been missed while it was down
-                while True:
-                    message = await pubsub.get_message(timeout=RECHECK_S)
-                    if message and message.get("type") == "pmessage":
-                        channel = message["channel"]
-                        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-                        self._wake(channel[len(self.channels):])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.subscribed = False
-                self._wake_all()
-                if time.monotonic() - last_warning >= WARN_EVERY_S:
-                    last_warning = time.monotonic()
-                    logger.warning("Launch status subscription lost (%s); long polls re-read every %.2f s until it "
-                                   "is back", type(exc).__name__, FALLBACK_S)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_S[1])
-            finally:
-                self.subscribed = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        """Follow every record's channel until cancelled; never raises."""
+        await follow(self.redis, glob_escape(self.channels) + "*", self._message, self._state, pattern=True)
+
+    def _message(self, channel: str) -> None:
+        self._wake(channel[len(self.channels):])
+
+    def _state(self, up: bool) -> None:
+        self.subscribed = up
+        self._wake_all()  # up: messages may have been missed while it was down; down: poll on the timer
 
     async def wait_change(self, launch_id: str, read: Callable[[], Awaitable[dict[str, Any] | None]],
                           seen: str | None, wait_s: float) -> dict[str, Any] | None:
