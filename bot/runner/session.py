@@ -108,6 +108,8 @@ class BotSessions:
         self.sessions: dict[str, BotSession] = {}
         self.draining = False
         self._taking: set[str] = set()  # launch ids whose `take` is in flight
+        # the sessions that may still run: `busy` walks these, not the registry's ended ones (kept 10 minutes)
+        self._live: dict[str, BotSession] = {}
 
     @property
     def runner_id(self) -> str:
@@ -115,7 +117,10 @@ class BotSessions:
 
     @property
     def busy(self) -> int:
-        return len(self._taking) + sum(1 for bot in self.sessions.values() if bot.running)
+        for launch_id, bot in list(self._live.items()):
+            if not bot.running:
+                del self._live[launch_id]
+        return len(self._taking) + len(self._live)
 
     # -- the standby pool -------------------------------------------------------------------------
 
@@ -163,7 +168,7 @@ class BotSessions:
                 await self._offer_freed_slot()
             return outcome, None
         bot = BotSession(job, renewed=sent)
-        self.sessions[job.launchId] = bot
+        self.sessions[job.launchId] = self._live[job.launchId] = bot
         bot.task = asyncio.create_task(self._run(bot, ctx), name=f"bot-{job.launchId}")
         return "ok", bot
 
