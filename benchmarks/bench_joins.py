@@ -53,6 +53,7 @@ class Case:
     cpu: dict[str, float] = field(default_factory=dict)  # service -> CPU seconds per join
     rate: float = 0.0  # joins that reached running, a second (sustained runs)
     load: str = ""
+    retried: int = 0  # 429/503 answers the client asked again after Retry-After
 
     @property
     def services_cpu(self) -> float:
@@ -63,12 +64,23 @@ class Http:
     """A minimal HTTP/1.1 keep-alive client on one connection: the bench's own cost stays small beside the
     services' (httpx spent some 30 ms of CPU a join, more than all three services together)."""
 
+    retried = 0  # answers of 429 or 503 asked again, across every connection
+
     def __init__(self, url: str) -> None:
         self.host, self.port = url.removeprefix("http://").split(":")
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """The answer; a 429 or 503 is asked again after its Retry-After, as a client should (`retried`)."""
+        while True:
+            code, reply, retry_after = await self._once(method, path, body)
+            if code not in (429, 503):
+                return code, reply
+            Http.retried += 1
+            await asyncio.sleep(retry_after)
+
+    async def _once(self, method: str, path: str, body: dict | None) -> tuple[int, dict, float]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, int(self.port))
         assert self.reader is not None
@@ -78,8 +90,9 @@ class Http:
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        length = next(int(line.split(":", 1)[1]) for line in lines[1:] if line.lower().startswith("content-length:"))
-        return status, json.loads(await self.reader.readexactly(length))
+        headers = dict(line.lower().split(":", 1) for line in lines[1:] if ":" in line)
+        reply = json.loads(await self.reader.readexactly(int(headers["content-length"])))
+        return status, reply, float(headers.get("retry-after", "1"))
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -171,6 +184,7 @@ def _cpu_now(dep: Deployment) -> dict[str, float]:
         out[service.name] = out.get(service.name, 0.0) + cpu_s([service.pid])
     own = os.times()
     out["client"] = own.user + own.system
+    out["retried"] = Http.retried
     return out
 
 
@@ -183,6 +197,7 @@ def _report(case: Case) -> None:
                       for name, v in case.steps.items())
     cpu = ", ".join(f"{name} {v * 1000:.1f}" for name, v in case.cpu.items())
     rate = f", {case.rate:.1f} joins/s" if case.rate else ""
+    rate += f", {case.retried} answers of 429/503 asked again" if case.retried else ""
     print(f"  {case.kind} x{case.joins}{rate}: join→running p50 {_fmt(_percentile(case.took, 50))} p99 "
           f"{_fmt(_percentile(case.took, 99))}; {steps}; CPU ms/join: {cpu}; {case.load}", file=sys.stderr, flush=True)
 
@@ -200,10 +215,11 @@ def _deployment(tmp: str, kind: str, slots: int, max_cold: int, env: dict[str, s
 def _case(dep: Deployment, kind: str, results: list[tuple[str, float, float, float]], before: dict[str, float],
           wall: float = 0.0) -> Case:
     after = _cpu_now(dep)
+    retried = int(after.pop("retried") - before.pop("retried", 0))
     n = len(results)
     case = Case(kind, n, [r[1] for r in results], _steps(dep, results),
                 {name: (after[name] - before.get(name, 0.0)) / n for name in after},
-                n / wall if wall else 0.0, _load())
+                n / wall if wall else 0.0, _load(), retried)
     _report(case)
     return case
 
@@ -302,16 +318,16 @@ def _table(cases: list[Case]) -> None:
     steps = ["join→queued", *(f"{a}→{b}" for a, b in itertools.pairwise(STEPS)), "running→seen"]
     services = sorted({name for case in cases for name in case.cpu if name != "client"})
     print("| start | joins | joins/s | join→running p50 / p99 | " + " | ".join(f"{s} p50 / p99" for s in steps) +
-          " | " + " | ".join(f"CPU {s}" for s in services) + " | CPU client | load |")
+          " | " + " | ".join(f"CPU {s}" for s in services) + " | CPU client | 429/503 retried | load |")
     print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in steps) + " | " +
-          " | ".join("---:" for _ in services) + " | ---: | --- |")
+          " | ".join("---:" for _ in services) + " | ---: | ---: | --- |")
     for c in cases:
         pct = [f"{_fmt(_percentile(v, 50))} / {_fmt(_percentile(v, 99))}" if (v := c.steps.get(s)) else "–"
                for s in steps]
         cpu = [f"{c.cpu.get(s, 0.0) * 1000:.1f} ms" for s in services]
         print(f"| {c.kind} | {c.joins} | {f'{c.rate:.1f}' if c.rate else '–'} | {_fmt(_percentile(c.took, 50))} / "
               f"{_fmt(_percentile(c.took, 99))} | " + " | ".join(pct) + " | " + " | ".join(cpu) +
-              f" | {c.cpu.get('client', 0.0) * 1000:.1f} ms | {c.load.removeprefix('load ')} |")
+              f" | {c.cpu.get('client', 0.0) * 1000:.1f} ms | {c.retried} | {c.load.removeprefix('load ')} |")
 
 
 def main() -> None:

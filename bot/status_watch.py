@@ -21,7 +21,7 @@ from bot.signals import follow, glob_escape
 
 T = TypeVar("T")
 
-RECHECK_S = 2.0  # a waiter re-reads its record this often while the subscription is up
+RECHECK_S = 5.0  # a waiter re-reads its record this often while the subscription is up (a lapsed lock's TTL is 30 s)
 FALLBACK_S = 0.25  # ... and this often while it is down
 TERMINAL = ("ended", "failed")
 
