@@ -54,6 +54,7 @@ class Case:
     rate: float = 0.0  # joins that reached running, a second (sustained runs)
     load: str = ""
     retried: int = 0  # 429/503 answers the client asked again after Retry-After
+    failed: list[str] = field(default_factory=list)  # launches that never ran: why
 
     @property
     def services_cpu(self) -> float:
@@ -99,8 +100,12 @@ class Http:
             self.writer.close()
 
 
-async def _one(dep: Deployment, i: int, start: asyncio.Event) -> tuple[str, float, float, float]:
-    """(launch id, client seconds join → running, client clock at the join, client clock when it saw running)."""
+FAILED: list[str] = []  # why each launch that never ran ended, as its record said
+
+
+async def _one(dep: Deployment, i: int, start: asyncio.Event) -> tuple[str, float, float, float] | None:
+    """(launch id, client seconds join → running, client clock at the join, client clock when it saw running);
+    None for a launch that failed or ended first (counted in `FAILED`)."""
     await start.wait()
     http = Http(dep.gateway_url)
     try:
@@ -113,8 +118,11 @@ async def _one(dep: Deployment, i: int, start: asyncio.Event) -> tuple[str, floa
         while status != "running":
             code, reply = await http.request("GET", f"/launches/{launch}?wait_s={WAIT_S}&seen={status}")
             status = reply.get("status")
-            if code != 200 or status in ("failed", "ended"):
+            if code != 200:
                 raise RuntimeError(f"launch {launch}: {code} {reply}")
+            if status in ("failed", "ended"):
+                FAILED.append(f"{status}: {reply.get('reason', '')}")
+                return None
         took, seen = time.perf_counter() - began, time.time()
         await http.request("POST", "/leave", {"launchId": launch})  # frees the slot for the next
     finally:
@@ -127,7 +135,7 @@ async def _round(dep: Deployment, n: int) -> list[tuple[str, float, float, float
     tasks = [asyncio.create_task(_one(dep, i, start)) for i in range(n)]
     await asyncio.sleep(0.05)
     start.set()
-    return list(await asyncio.gather(*tasks))
+    return [r for r in await asyncio.gather(*tasks) if r is not None]
 
 
 async def _sustained(dep: Deployment, rate: float, seconds: float) -> tuple[list[tuple[str, float, float, float]],
@@ -141,7 +149,7 @@ async def _sustained(dep: Deployment, rate: float, seconds: float) -> tuple[list
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         tasks.append(asyncio.create_task(_one(dep, 10_000 + i, start)))
         i += 1
-    results = list(await asyncio.gather(*tasks))
+    results = [r for r in await asyncio.gather(*tasks) if r is not None]
     first = min(sent for _, _, sent, _ in results)
     return results, max(seen for _, _, _, seen in results) - first
 
@@ -185,6 +193,7 @@ def _cpu_now(dep: Deployment) -> dict[str, float]:
     own = os.times()
     out["client"] = own.user + own.system
     out["retried"] = Http.retried
+    out["failed"] = len(FAILED)
     return out
 
 
@@ -198,6 +207,7 @@ def _report(case: Case) -> None:
     cpu = ", ".join(f"{name} {v * 1000:.1f}" for name, v in case.cpu.items())
     rate = f", {case.rate:.1f} joins/s" if case.rate else ""
     rate += f", {case.retried} answers of 429/503 asked again" if case.retried else ""
+    rate += f", {len(case.failed)} never ran ({'; '.join(sorted(set(case.failed)))})" if case.failed else ""
     print(f"  {case.kind} x{case.joins}{rate}: join→running p50 {_fmt(_percentile(case.took, 50))} p99 "
           f"{_fmt(_percentile(case.took, 99))}; {steps}; CPU ms/join: {cpu}; {case.load}", file=sys.stderr, flush=True)
 
@@ -216,10 +226,11 @@ def _case(dep: Deployment, kind: str, results: list[tuple[str, float, float, flo
           wall: float = 0.0) -> Case:
     after = _cpu_now(dep)
     retried = int(after.pop("retried") - before.pop("retried", 0))
+    failed = FAILED[int(before.pop("failed", 0)):int(after.pop("failed"))]
     n = len(results)
     case = Case(kind, n, [r[1] for r in results], _steps(dep, results),
                 {name: (after[name] - before.get(name, 0.0)) / n for name in after},
-                n / wall if wall else 0.0, _load(), retried)
+                n / wall if wall else 0.0, _load(), retried, failed)
     _report(case)
     return case
 
@@ -318,16 +329,17 @@ def _table(cases: list[Case]) -> None:
     steps = ["join→queued", *(f"{a}→{b}" for a, b in itertools.pairwise(STEPS)), "running→seen"]
     services = sorted({name for case in cases for name in case.cpu if name != "client"})
     print("| start | joins | joins/s | join→running p50 / p99 | " + " | ".join(f"{s} p50 / p99" for s in steps) +
-          " | " + " | ".join(f"CPU {s}" for s in services) + " | CPU client | 429/503 retried | load |")
+          " | " + " | ".join(f"CPU {s}" for s in services) + " | CPU client | 429/503 retried | never ran | load |")
     print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in steps) + " | " +
-          " | ".join("---:" for _ in services) + " | ---: | ---: | --- |")
+          " | ".join("---:" for _ in services) + " | ---: | ---: | ---: | --- |")
     for c in cases:
         pct = [f"{_fmt(_percentile(v, 50))} / {_fmt(_percentile(v, 99))}" if (v := c.steps.get(s)) else "–"
                for s in steps]
         cpu = [f"{c.cpu.get(s, 0.0) * 1000:.1f} ms" for s in services]
         print(f"| {c.kind} | {c.joins} | {f'{c.rate:.1f}' if c.rate else '–'} | {_fmt(_percentile(c.took, 50))} / "
               f"{_fmt(_percentile(c.took, 99))} | " + " | ".join(pct) + " | " + " | ".join(cpu) +
-              f" | {c.cpu.get('client', 0.0) * 1000:.1f} ms | {c.retried} | {c.load.removeprefix('load ')} |")
+              f" | {c.cpu.get('client', 0.0) * 1000:.1f} ms | {c.retried} | {len(c.failed)} | "
+              f"{c.load.removeprefix('load ')} |")
 
 
 def main() -> None:

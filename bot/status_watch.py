@@ -22,6 +22,7 @@ from bot.signals import follow, glob_escape
 T = TypeVar("T")
 
 RECHECK_S = 5.0  # a waiter re-reads its record this often while the subscription is up (a lapsed lock's TTL is 30 s)
+QUEUED_RECHECK_S = 15.0  # ... a queued one less often: it cannot lapse, and a backlog is thousands of waiters
 FALLBACK_S = 0.25  # ... and this often while it is down
 TERMINAL = ("ended", "failed")
 
@@ -96,8 +97,9 @@ class StatusWatch:
                 left = deadline - time.monotonic()
                 if status != seen or status in TERMINAL or left <= 0:
                     return record
+                recheck = QUEUED_RECHECK_S if status == "queued" and self.subscribed else self.recheck_s
                 with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                    await asyncio.wait_for(woken.wait(), min(left, self.recheck_s))
+                    await asyncio.wait_for(woken.wait(), min(left, recheck))
 
 
 class WaitQueryError(ValueError):
