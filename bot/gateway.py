@@ -38,10 +38,11 @@ from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
 from bot.launches import STATUSES, Launches
 from bot.log_relay import LogRelay
-from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever
+from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever, stop_sampler
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.service import pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
+from bot.signals import stop_following
 from bot.status_watch import StatusWatch, WaitQueryError, unless_disconnected, wait_query
 from bot.telemetry_token import TokenSigner
 from otel_session import id_error, inject_payload, session
@@ -149,20 +150,21 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         await _warm(app.state.redis, settings.redis_pool_size)
         # the long polls' one subscription holds a connection of its own, never one of the pool's
         subscriber = redis_client(replace(settings, redis_pool_size=1))
-        app.state.watch = StatusWatch(subscriber, app.state.launches.keys)
-        watcher = asyncio.create_task(app.state.watch.run())
+        app.state.watch, watching = StatusWatch(subscriber, app.state.launches.keys), asyncio.Event()
+        watcher = asyncio.create_task(app.state.watch.run(watching))
         renewer = asyncio.create_task(_renew_claims(app.state.launches, settings.pending_ttl_s / 3))
         # the metrics sample the queue on the probe's connection: never one a join waits for, so under load too
-        sampled = Launches(app.state.probe, app.state.launches.keys, settings)
+        sampled, stopping = Launches(app.state.probe, app.state.launches.keys, settings), asyncio.Event()
         sampler = asyncio.create_task(sample_forever(sampled.queue_sizes, metrics.queue, sample_every_s(),
-                                                     "the launch queue"))
+                                                     "the launch queue", stopping))
         try:
             yield
         finally:
-            for task in (renewer, sampler, watcher):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_sampler(sampler, stopping)
+            await stop_following(watcher, watching)
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             await app.state.redis.aclose()
             await app.state.probe.aclose()
             await subscriber.aclose()

@@ -35,11 +35,11 @@ from bot.dispatch import Dispatch, LaunchError, cold_env
 from bot.keys import Keys
 from bot.launcher import Launcher, ProcessLauncher
 from bot.launches import Launches, job_sha
-from bot.metrics import OperatorMetrics, sample_every_s, sample_forever
+from bot.metrics import OperatorMetrics, sample_every_s, sample_forever, stop_sampler
 from bot.models import Job
 from bot.service import redis_client, setup_telemetry
 from bot.settings import Settings
-from bot.signals import follow
+from bot.signals import follow, stop_following
 from otel_session import attach, extract_payload
 
 __all__ = ["Operator", "cold_env", "main", "serve"]
@@ -103,22 +103,25 @@ class Operator:
         if not await self._first_beat(stop):
             return
         beat = asyncio.create_task(self._beat(stop))
+        sampling = asyncio.Event()
         sampler = asyncio.create_task(sample_forever(self._sample, self.metrics.sample, sample_every_s(),
-                                                     "the cold slots and operators"))
-        tasks = [beat, sampler]
+                                                     "the cold slots and operators", sampling))
+        following, signalled = None, asyncio.Event()
         if self.signals is not None:
-            tasks.append(asyncio.create_task(follow(self.signals, self.launches.keys.queued_channel,
-                                                    lambda _: self._queued.set(), self._signal_state)))
+            following = asyncio.create_task(follow(self.signals, self.launches.keys.queued_channel,
+                                                   lambda _: self._queued.set(), self._signal_state, stop=signalled))
         try:
             await self._take(stop)
         finally:
             if self._recovery is not None:
                 self._recovery.cancel()
+            await stop_sampler(sampler, sampling)
             await self._drain()
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            if following is not None:
+                await stop_following(following, signalled)
             with contextlib.suppress(RedisError, OSError):
                 await self.launches.redis.zrem(self.launches.keys.operators, self.id)  # at once adoptable
 

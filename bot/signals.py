@@ -27,17 +27,19 @@ def glob_escape(text: str) -> str:
 
 
 async def follow(redis: Any, what: str, on_message: Callable[[str], None], on_state: Callable[[bool], None],
-                 pattern: bool = False) -> None:
+                 pattern: bool = False, stop: asyncio.Event | None = None) -> None:
     """Subscribe to channel `what` (a glob with `pattern`); `on_message(channel)` for each message and
-    `on_state(up)` whenever the subscription comes up or goes down. Never raises: cancel it."""
+    `on_state(up)` whenever the subscription comes up or goes down. Never raises; ends on `stop` (within one
+    read) or a cancel (`stop_following`: redis-py's asyncio client now and then swallows a cancel)."""
+    stop = stop or asyncio.Event()
     backoff, last_warning = BACKOFF_S[0], -WARN_EVERY_S
-    while True:
+    while not stop.is_set():
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
             await (pubsub.psubscribe(what) if pattern else pubsub.subscribe(what))
             backoff = BACKOFF_S[0]
             on_state(True)
-            while True:
+            while not stop.is_set():
                 message = await pubsub.get_message(timeout=IDLE_READ_S)
                 if message and message.get("type") in ("message", "pmessage"):
                     channel = message["channel"]
@@ -50,8 +52,17 @@ async def follow(redis: Any, what: str, on_message: Callable[[str], None], on_st
                 last_warning = time.monotonic()
                 logger.warning("Redis subscription to %s lost (%s); reading again on a timer until it is back",
                                what, type(exc).__name__)
-            await asyncio.sleep(backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
             backoff = min(backoff * 2, BACKOFF_S[1])
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+
+async def stop_following(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Ends a `follow` task: within one read even if the cancel is swallowed."""
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(task, IDLE_READ_S + 1)

@@ -67,9 +67,10 @@ class StatusWatch:
             for event in events:
                 event.set()
 
-    async def run(self) -> None:
-        """Follow every record's channel until cancelled; never raises."""
-        await follow(self.redis, glob_escape(self.channels) + "*", self._message, self._state, pattern=True)
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Follow every record's channel until `stop` or cancelled; never raises."""
+        await follow(self.redis, glob_escape(self.channels) + "*", self._message, self._state, pattern=True,
+                     stop=stop)
 
     def _message(self, channel: str) -> None:
         self._wake(channel[len(self.channels):])

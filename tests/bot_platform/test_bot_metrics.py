@@ -21,7 +21,15 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from bot.gateway import create_app
 from bot.keys import Keys
 from bot.launches import Launches
-from bot.metrics import GatewayMetrics, OperatorMetrics, RunnerMetrics, Sample, sample_every_s, sample_forever
+from bot.metrics import (
+    GatewayMetrics,
+    OperatorMetrics,
+    RunnerMetrics,
+    Sample,
+    sample_every_s,
+    sample_forever,
+    stop_sampler,
+)
 from bot.settings import Settings
 from tests.helpers.bot_platform import REDIS_URL
 from tests.helpers.support import free_port, wait_for
@@ -168,12 +176,13 @@ def test_the_sampler_reads_the_queue_and_clears_with_one_warning_while_redis_is_
             await up.hset(keys.claims, mapping={"l1": "{}", "l2": "{}"})
             await up.rpush(keys.processing, "d")
             sample = Sample()
-            task = asyncio.create_task(sample_forever(Launches(up, keys, Settings()).queue_sizes, sample, 0.05, "q"))
+            task = asyncio.create_task(sample_forever(Launches(up, keys, Settings()).queue_sizes, sample, 0.05, "q",
+                                                      asyncio.Event()))
             await asyncio.wait_for(_until(lambda: sample.values), 10)
             task.cancel()
             assert sample.values == {"depth": 3, "claims": 2, "processing": 1}
             task = asyncio.create_task(sample_forever(Launches(down, keys, Settings()).queue_sizes, sample, 0.05,
-                                                      "the queue"))
+                                                      "the queue", asyncio.Event()))
             await asyncio.wait_for(_until(lambda: not sample.values), 10)
             await asyncio.sleep(0.3)  # more failures: still one warning
             task.cancel()
@@ -189,6 +198,34 @@ def test_the_sampler_reads_the_queue_and_clears_with_one_warning_while_redis_is_
         asyncio.run(main())
     assert [r.getMessage() for r in caplog.records if "Could not sample" in r.getMessage()] == [
         "Could not sample the queue for the metrics (ConnectionError); its gauges report nothing until it answers"]
+
+
+def test_a_sampler_that_lost_its_cancel_still_stops():
+    """redis-py's asyncio client (and `asyncio.wait_for`'s race in 3.11) now and then swallow a cancel; the
+    sampler then goes on, and a shutdown that only cancelled and awaited it would wait forever."""
+
+    async def main() -> None:
+        sample, stop, reads = Sample(), asyncio.Event(), []
+
+        async def read() -> dict[str, int]:
+            reads.append(1)
+            return {"depth": len(reads)}
+
+        async def cancel_lost() -> None:
+            try:
+                await sample_forever(read, sample, 0.01, "q", stop)
+            except asyncio.CancelledError:  # as if the cancel had been swallowed: the loop goes on
+                await sample_forever(read, sample, 0.01, "q", stop)
+
+        task = asyncio.create_task(cancel_lost())
+        await asyncio.wait_for(_until(lambda: len(reads) > 2), 10)
+        await asyncio.wait_for(stop_sampler(task, stop), 10)
+        assert task.done() and not task.cancelled()  # it ended by itself, on `stop`
+        done = len(reads)
+        await asyncio.sleep(0.05)
+        assert len(reads) == done  # and samples no more
+
+    asyncio.run(main())
 
 
 # -- the gateway's join outcomes, through its real app ---------------------------------------------
