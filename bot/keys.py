@@ -59,6 +59,11 @@ class Keys:
         return f"{self.tag}cold"
 
     @property
+    def queued_channel(self) -> str:
+        """Pub/sub: a launch was queued (a hint that wakes idle operators; never a key)."""
+        return f"{self.tag}queued"
+
+    @property
     def standby_pool(self) -> str:
         return f"{self.prefix}bot:standby:pool"
 

@@ -72,7 +72,7 @@ class Launches:
         done = await self._enqueue(
             keys=[k.room_active(lock["room"]), k.launch_queue, k.claims, k.launch(lock["launch_id"])],
             args=[json.dumps(lock), job, _ms(s.pending_ttl_s), lock["launch_id"], json.dumps(record),
-                  _ms(s.record_ttl_s), s.max_queue])
+                  _ms(s.record_ttl_s), s.max_queue, k.queued_channel])
         return {1: "queued", 0: "taken", -1: "full"}[int(done)]
 
     async def renew_claims(self) -> int:
@@ -210,13 +210,15 @@ class Launches:
 
     # -- the bot ----------------------------------------------------------------------------------
 
-    async def take(self, launch_id: str, attempt: int, room: str, runner: str, kind: str, keepalive: str) -> str:
-        """The fencing check: `ok` only for the attempt the operator is waiting for."""
+    async def take(self, launch_id: str, attempt: int, room: str, runner: str, kind: str, keepalive: str,
+                   started: float | None = None) -> str:
+        """The fencing check: `ok` only for the attempt the operator is waiting for. `started`: when the runner
+        began this start (its clock; default now), kept in the record's `times`."""
         k, s = self.keys, self.settings
         return str(await self._take(
             keys=[k.room_active(room), k.launch(launch_id), k.room_keepalive(room), k.leave(launch_id)],
             args=[launch_id, str(attempt), runner, kind, _ms(s.lock_ttl_s), keepalive, _ms(3 * s.keepalive_s),
-                  _ms(s.record_ttl_s)]))
+                  _ms(s.record_ttl_s), repr(time.time() if started is None else started)]))
 
     async def keepalive(self, launch_id: str, attempt: int, room: str, keepalive: str, cold: bool) -> bool:
         """Renew the lock, then write the keepalive value: both or neither, and only while it is ours."""

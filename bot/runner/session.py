@@ -108,6 +108,8 @@ class BotSessions:
         self.sessions: dict[str, BotSession] = {}
         self.draining = False
         self._taking: set[str] = set()  # launch ids whose `take` is in flight
+        # the sessions that may still run: `busy` walks these, not the registry's ended ones (kept 10 minutes)
+        self._live: dict[str, BotSession] = {}
 
     @property
     def runner_id(self) -> str:
@@ -115,7 +117,10 @@ class BotSessions:
 
     @property
     def busy(self) -> int:
-        return len(self._taking) + sum(1 for bot in self.sessions.values() if bot.running)
+        for launch_id, bot in list(self._live.items()):
+            if not bot.running:
+                del self._live[launch_id]
+        return len(self._taking) + len(self._live)
 
     # -- the standby pool -------------------------------------------------------------------------
 
@@ -143,6 +148,7 @@ class BotSessions:
             return "running", None
         if self.busy >= self.slots:
             return "full", None
+        began = time.time()  # the record's `times.started`
         self._prune()
         self._taking.add(job.launchId)
         try:
@@ -150,7 +156,8 @@ class BotSessions:
             sent = time.monotonic()
             outcome = await asyncio.wait_for(
                 self.launches.take(job.launchId, job.attempt, job.room, runner=self.runner_id,
-                                   kind="cold" if self.cold else "warm", keepalive=keepalive.model_dump_json()),
+                                   kind="cold" if self.cold else "warm", keepalive=keepalive.model_dump_json(),
+                                   started=began),
                 self.settings.start_timeout_s)
         finally:
             self._taking.discard(job.launchId)
@@ -161,7 +168,7 @@ class BotSessions:
                 await self._offer_freed_slot()
             return outcome, None
         bot = BotSession(job, renewed=sent)
-        self.sessions[job.launchId] = bot
+        self.sessions[job.launchId] = self._live[job.launchId] = bot
         bot.task = asyncio.create_task(self._run(bot, ctx), name=f"bot-{job.launchId}")
         return "ok", bot
 
