@@ -4,6 +4,7 @@ through the `otel-session debug` CLI, honoured by a runner."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,8 +14,12 @@ import httpx
 import pytest
 
 from bot.demo.harness import ROOT
+from bot.keys import Keys
+from bot.settings import Settings
+from otel_session.live import urls
+from tests.bot_platform.test_bot_gateway import in_thread
 from tests.helpers.bot_platform import Platform
-from tests.helpers.redis_topologies import Cluster
+from tests.helpers.redis_topologies import Cluster, free_port
 from tests.helpers.support import wait_for
 
 pytestmark = [pytest.mark.bot, pytest.mark.latest_only]  # and the folder's (tests/conftest.py)
@@ -124,3 +129,44 @@ def test_debug_grants_on_the_cluster_reach_a_running_bot(on_cluster, cluster):
 
 def _audit(platform: Platform) -> list[dict]:
     return [json.loads(line) for line in _debug(platform, "audit", "--json").stdout.splitlines()]
+
+
+# -- the gateway's answers on a Cluster (in this process: the test reaches into its client) ------------------
+
+
+def _on(loop: asyncio.AbstractEventLoop, call):  # type: ignore[no-untyped-def]
+    """`call()` run on the gateway's loop (its client is not thread-safe)."""
+    async def run():  # type: ignore[no-untyped-def]
+        return call()
+
+    return asyncio.run_coroutine_threadsafe(run(), loop).result(5)
+
+
+def test_a_full_cluster_pool_is_429_not_503(cluster, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", cluster.url)
+    keys = Keys(f"test-{os.urandom(5).hex()}:")
+    try:
+        with in_thread(Settings(redis_pool_size=1), keys) as (app, loop, url):
+            node = app.state.redis.get_node_from_key(keys.launch_queue)  # the {bot} master: one connection at most
+            held = _on(loop, node.acquire_connection)
+            try:
+                refused = httpx.post(f"{url}/join", json={"room_url": ROOM}, timeout=10)
+                assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
+                assert httpx.get(f"{url}/ready", timeout=10).status_code == 200  # the Cluster answers: only busy
+            finally:
+                _on(loop, lambda: node.release(held))
+            assert httpx.post(f"{url}/join", json={"room_url": ROOM}, timeout=10).status_code == 202
+    finally:
+        client = urls.client(cluster.url, decode_responses=True)
+        for key in client.scan_iter(match=f"{keys.prefix}*"):
+            client.delete(key)
+        client.close()
+
+
+def test_an_unreachable_cluster_is_503_not_a_defect(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", f"redis+cluster://127.0.0.1:{free_port()}/")
+    with in_thread(Settings(), Keys("test-nowhere:")) as (_, _loop, url):
+        refused = httpx.post(f"{url}/join", json={"room_url": ROOM}, timeout=10)
+        assert refused.status_code == 503 and "unavailable" in refused.json()["detail"], refused.text
+        assert httpx.get(f"{url}/launches/{os.urandom(16).hex()}", timeout=10).status_code == 503
+        assert httpx.get(f"{url}/ready", timeout=10).status_code == 503
