@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 from opentelemetry import trace
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from bot import dead_letters
 from bot.dispatch import Dispatch, LaunchError, cold_env
@@ -37,7 +36,7 @@ from bot.launcher import Launcher, ProcessLauncher
 from bot.launches import Launches, job_sha
 from bot.metrics import OperatorMetrics, sample_every_s, sample_forever, stop_sampler
 from bot.models import Job
-from bot.service import redis_client, setup_telemetry
+from bot.service import REDIS_ERRORS, redis_client, setup_telemetry
 from bot.settings import Settings
 from bot.signals import follow, stop_following
 from otel_session import attach, extract_payload
@@ -122,7 +121,7 @@ class Operator:
                 await beat
             if following is not None:
                 await stop_following(following, signalled)
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS, OSError):
                 await self.launches.redis.zrem(self.launches.keys.operators, self.id)  # at once adoptable
 
     async def _first_beat(self, stop: asyncio.Event) -> bool:
@@ -132,7 +131,7 @@ class Operator:
             try:
                 await self.launches.heartbeat(self.id)
                 return True
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("Redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -151,7 +150,7 @@ class Operator:
                     failing = False
                 if beats % RECOVER_EVERY == 0:
                     self.recover_soon()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if not failing:
                     logger.warning("Heartbeat failed: Redis unavailable (%s)", type(exc).__name__)
                 failing = True
@@ -177,7 +176,7 @@ class Operator:
                 logger.warning("Took a launch job that is not UTF-8 text; the recovery pass dead-letters it")
                 self.recover_soon()
                 continue
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("Redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -249,7 +248,7 @@ class Operator:
     async def _recover_safely(self) -> None:
         try:
             await self.recover()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("Recovery pass skipped: Redis unavailable (%s)", type(exc).__name__)
         except Exception:
             logger.exception("Recovery pass failed")
@@ -290,7 +289,7 @@ class Operator:
         began, outcome = time.monotonic(), "retried"  # unless it ends otherwise: left for a recovery pass
         try:
             outcome = await self.handle(raw)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("Redis failed while a launch was dispatched (%s); the job stays in the processing list "
                            "and the next recovery pass retries it", type(exc).__name__)
         except asyncio.CancelledError:
@@ -329,7 +328,7 @@ class Operator:
         self.dispatches[raw] = dispatch
         try:
             outcome = await dispatch.run()
-        except RedisError:
+        except REDIS_ERRORS:
             raise
         except asyncio.CancelledError:
             await dispatch.hand_back()
@@ -402,7 +401,7 @@ async def _command(args: argparse.Namespace, settings: Settings) -> int:
         if args.dead_letters:
             return await dead_letters.print_entries(launches)
         return await dead_letters.replay(launches, args.replay)
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         print(f"Redis unreachable: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finally:
