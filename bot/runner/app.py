@@ -104,7 +104,7 @@ def create_app(*, settings: Settings | None = None, telemetry: bool = True, keys
         if bot is not None:
             return JSONResponse({"sessionId": job.sessionId, "launchId": job.launchId, "attempt": job.attempt,
                                  "pid": os.getpid()})
-        if outcome in ("draining", "full"):
+        if outcome in ("draining", "full", "unreplicated"):
             return JSONResponse({"detail": outcome}, status_code=503)
         return JSONResponse({"detail": outcome}, status_code=409)
 

@@ -386,9 +386,11 @@ def test_ready_is_503_while_redis_is_unreachable_and_health_stays_ok(tmp_path, g
     try:
         service = down.start_gateway()
         assert get(down, "/health").json() == {"status": "ok"}
-        assert get(down, "/ready").status_code == 503
+        not_ready = get(down, "/ready")
+        assert not_ready.status_code == 503 and int(not_ready.headers["retry-after"]) > 0
         refused = down.join(room_url=_room())
         assert refused.status_code == 503 and "unavailable" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) > 0
         wait_for(lambda: "Could not renew" in service.output(), what="the renewal warning")
         time.sleep(0.5)  # five more failed renewals: still one warning (rate-limited), and still serving
         assert service.output().count("Could not renew") == 1 and service.alive()

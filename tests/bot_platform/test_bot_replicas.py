@@ -1,0 +1,156 @@
+"""A step a failover could undo is acted on only once a replica has it: real `redis-server` master and replica.
+
+The replica is frozen (SIGSTOP) to stall replication, or killed to leave the master alone; the launch steps
+run through `bot.launches.Launches` on a client of the master, as the services run them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot import rooms
+from bot.keys import Keys
+from bot.launches import Launches
+from bot.replicas import NotReplicatedError
+from bot.service import redis_client
+from bot.settings import Settings
+from tests.helpers.sentinel import Replicated
+
+pytestmark = [pytest.mark.redis, pytest.mark.processes]
+
+SETTINGS = Settings(replica_wait_ms=200, lock_ttl_s=10, keepalive_s=1)
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Replicated]:
+    topology = Replicated()
+    yield topology
+    topology.close()
+
+
+def _pending(room_url: str) -> dict[str, Any]:
+    return Launches.pending_lock(launch_id=uuid.uuid4().hex, session_id="s-rep", room=rooms.room_hash(room_url),
+                                 room_url=room_url)
+
+
+def run(pair: Replicated, step: Any) -> Any:
+    async def main() -> Any:
+        client = redis_client(SETTINGS, pair.master.url)
+        try:
+            return await step(Launches(client, Keys(f"test-{uuid.uuid4().hex[:8]}:"), SETTINGS))
+        finally:
+            await client.aclose()
+    return asyncio.run(main())
+
+
+def frozen(pair: Replicated, step: Any) -> Any:
+    """`step` while the replica is frozen; then it thaws and catches up."""
+    pair.replica.signal(signal.SIGSTOP)
+    try:
+        return run(pair, step)
+    finally:
+        pair.replica.signal(signal.SIGCONT)
+        pair.wait_linked(pair.master, pair.replica)
+
+
+def test_a_join_is_accepted_once_the_replica_has_it(pair):
+    async def step(launches: Launches) -> None:
+        lock = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
+        assert await launches.enqueue(lock, json.dumps({"launchId": lock["launch_id"]})) == "queued"
+        assert await launches.replicas.expected() == 1
+        replica = pair.replica.client()
+        assert replica.get(launches.keys.launch(lock["launch_id"]))  # on the replica already: WAIT said so
+        replica.close()
+    run(pair, step)
+
+
+def test_a_join_no_replica_confirms_is_refused_and_so_is_its_retry(pair):
+    async def step(launches: Launches) -> str:
+        lock = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
+        with pytest.raises(NotReplicatedError):
+            await launches.enqueue(lock, "{}")
+        with pytest.raises(NotReplicatedError):  # a retried call writes nothing new, and its first write is unconfirmed
+            await launches.enqueue(lock, "{}")
+        return await launches.enqueue(_pending(lock["room_url"]), "{}")  # a refusal needs no confirmation
+    assert frozen(pair, step) == "taken"
+
+
+def test_a_master_whose_replica_died_accepts_as_one_redis_does():
+    alone = Replicated()
+    try:
+        async def step(launches: Launches) -> tuple[str, int]:
+            first = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
+            assert await launches.enqueue(first, "{}") == "queued" and await launches.replicas.expected() == 1
+            alone.replica.kill()  # the count read a moment ago still says one: the WAIT falls short, then a re-read
+            lock = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
+            return await launches.enqueue(lock, "{}"), await launches.replicas.expected()
+        assert run(alone, step) == ("queued", 0)
+    finally:
+        alone.close()
+
+
+def test_an_attempt_no_replica_confirms_is_never_dispatched(pair):
+    async def step(launches: Launches) -> dict[str, Any] | None:
+        pending = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
+        assert await launches.enqueue(pending, "{}") == "queued"
+        pair.replica.signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotReplicatedError):
+                await launches.claim(pending, "op-1")
+        finally:
+            pair.replica.signal(signal.SIGCONT)
+        pair.wait_linked(pair.master, pair.replica)
+        claim = await launches.claim(pending, "op-1")  # replicated now: the next attempt is issued and confirmed
+        assert claim.outcome == "claimed" and claim.attempt == 2
+        return await launches.lock(pending["room"])
+    lock = run(pair, step)
+    assert lock is not None and lock["status"] == "starting" and lock["attempt"] == 2
+
+
+def test_a_take_no_replica_confirms_is_undone_so_the_bot_never_joins(pair):
+    async def step(launches: Launches) -> None:
+        pending = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
+        await launches.enqueue(pending, "{}")
+        claim = await launches.claim(pending, "op-1")
+        pair.replica.signal(signal.SIGSTOP)
+        try:
+            outcome = await launches.take(pending["launch_id"], claim.attempt, pending["room"], "r-1", "warm", "{}")
+            lock, record = await launches.lock(pending["room"]), await launches.record(pending["launch_id"])
+        finally:
+            pair.replica.signal(signal.SIGCONT)
+        assert outcome == "unreplicated"
+        assert lock is not None and lock["status"] == "starting" and lock["attempt"] == claim.attempt
+        assert "runner" not in lock and record is not None and record["status"] == "starting"
+        pair.wait_linked(pair.master, pair.replica)
+        # the operator gives the attempt up as for any refused /start: the next one is claimed and taken
+        again = await launches.claim(pending, "op-1", expected_attempt=claim.attempt)
+        assert again.outcome == "claimed"
+        assert await launches.take(pending["launch_id"], again.attempt, pending["room"], "r-2", "warm", "{}") == "ok"
+    run(pair, step)
+
+
+def test_a_renewal_no_replica_confirms_does_not_count_for_the_fence(pair):
+    async def step(launches: Launches) -> None:
+        pending = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
+        await launches.enqueue(pending, "{}")
+        claim = await launches.claim(pending, "op-1")
+        assert await launches.take(pending["launch_id"], claim.attempt, pending["room"], "r-1", "warm", "{}") == "ok"
+        pair.replica.signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(NotReplicatedError):
+                await launches.keepalive(pending["launch_id"], claim.attempt, pending["room"], "{}", cold=False)
+            # not ours is said at once, with nothing to wait for
+            assert not await launches.keepalive(pending["launch_id"], claim.attempt + 1, pending["room"], "{}",
+                                                cold=False)
+        finally:
+            pair.replica.signal(signal.SIGCONT)
+        pair.wait_linked(pair.master, pair.replica)
+        assert await launches.keepalive(pending["launch_id"], claim.attempt, pending["room"], "{}", cold=False)
+    run(pair, step)
