@@ -22,6 +22,8 @@ FOLDER_MARKS: dict[str, tuple[str, ...]] = {
     "processes": ("processes",),
     "bot_platform": ("bot", "latest_only"),  # the bot services and the demo: on the newest releases only
     "manifold_pipe": ("manifold",),
+    # real Redis topologies (Cluster, Sentinel) as redis-server processes of the test's own
+    "topologies": ("redis", "processes"),
     "collector": ("collector", "processes"),  # the real Collector (make collector) as a process
     # Chromium on the page in web/, against the bot services as real processes on Redis
     "browser": ("browser", "bot", "redis", "processes", "latest_only"),

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -23,6 +22,7 @@ from typing import Any
 
 from otel_session._levels import level_name, parse_level
 from otel_session._validation import id_error, text_error
+from otel_session.live.urls import safe_url
 
 GRANTS = "otel_session:grants"
 VERSION = "otel_session:grants:version"
@@ -209,17 +209,6 @@ def redis_prefix(prefix: str | None = None, env: Mapping[str, str] | None = None
     """The argument, else `OTEL_SESSION_REDIS_PREFIX`, else ""."""
     env = os.environ if env is None else env
     return prefix if prefix is not None else env.get("OTEL_SESSION_REDIS_PREFIX", "")
-
-
-def safe_url(url: str) -> str:
-    """A Redis URL without its password (in the user part or as `?password=`)."""
-
-    def user_only(match: re.Match[str]) -> str:
-        user = match.group(1).split(":", 1)[0]
-        return f"{user}@" if user else ""
-
-    url = re.sub(r"(?<=://)([^@/?#]*)@", user_only, url, count=1)
-    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
 
 
 def connect(url: str | None = None) -> Any:

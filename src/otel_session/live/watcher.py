@@ -14,7 +14,7 @@ from typing import Any
 from otel_session._diagnostics import internal
 from otel_session._grant_table import GrantTable
 from otel_session._state import State
-from otel_session.live import store
+from otel_session.live import store, urls
 from otel_session.live.signals import FlushSignals
 from otel_session.live.store import Grant
 
@@ -97,7 +97,7 @@ class GrantWatcher:
                 if not down:
                     logger.warning("Debug grants: Redis at %s unreachable (%s); keeping the grants known so far "
                                    "until they expire (and debug-buffer flushes wait)",
-                                   store.safe_url(self.redis_url), type(exc).__name__)
+                                   urls.safe_url(self.redis_url), type(exc).__name__)
                 down = True
             except Exception:  # a defect, or an exporter that raised during a flush: the thread goes on
                 self.errors += 1
