@@ -23,7 +23,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.demo.harness import Deployment
-from tests.helpers.sentinel import Replicated
+from tests.helpers.sentinel import Failover, crash, url
 
 POLL_S = 0.005
 
@@ -71,21 +71,21 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
-    pair = Replicated()
+    pair = Failover(sentinels=0)
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        dep = Deployment(Path(tmp), pair.master.url, name="bench")
+        dep = Deployment(Path(tmp), url(pair.master), name="bench")
         try:
             dep.start_runner()
             dep.start_operator(BOT_CONSOLE_LEVEL="ERROR")
             dep.start_gateway(BOT_CONSOLE_LEVEL="ERROR")
             results["with its replica (WAIT 1)"] = asyncio.run(_cases(dep.gateway_url, "a", args))
-            pair.replica.kill()
+            crash(pair.replica)
             time.sleep(1.5)  # every service's cached replica count is stale by then
             results["replica dead (no WAIT)"] = asyncio.run(_cases(dep.gateway_url, "b", args))
         finally:
             dep.cleanup()
-            pair.close()
+            pair.stop()
     print("| master | case | n | p50 ms | p99 ms | mean ms |\n| --- | --- | ---: | ---: | ---: | ---: |")
     for master, cases in results.items():
         for case, values in cases.items():

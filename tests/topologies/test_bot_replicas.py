@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,18 +20,17 @@ from bot.launches import Launches
 from bot.replicas import NotReplicatedError
 from bot.service import redis_client
 from bot.settings import Settings
-from tests.helpers.sentinel import Replicated
+from tests.helpers.sentinel import Failover, client, crash, freeze, thaw, url
 
-pytestmark = [pytest.mark.redis, pytest.mark.processes]
+pytestmark = [pytest.mark.bot, pytest.mark.latest_only]  # the folder adds redis and processes
 
 SETTINGS = Settings(replica_wait_ms=200, lock_ttl_s=10, keepalive_s=1)
 
 
 @pytest.fixture(scope="module")
-def pair() -> Iterator[Replicated]:
-    topology = Replicated()
-    yield topology
-    topology.close()
+def pair() -> Iterator[Failover]:
+    with Failover(sentinels=0) as topology:
+        yield topology
 
 
 def _pending(room_url: str) -> dict[str, Any]:
@@ -40,23 +38,23 @@ def _pending(room_url: str) -> dict[str, Any]:
                                  room_url=room_url)
 
 
-def run(pair: Replicated, step: Any) -> Any:
+def run(pair: Failover, step: Any) -> Any:
     async def main() -> Any:
-        client = redis_client(SETTINGS, pair.master.url)
+        connection = redis_client(SETTINGS, url(pair.master))
         try:
-            return await step(Launches(client, Keys(f"test-{uuid.uuid4().hex[:8]}:"), SETTINGS))
+            return await step(Launches(connection, Keys(f"test-{uuid.uuid4().hex[:8]}:"), SETTINGS))
         finally:
-            await client.aclose()
+            await connection.aclose()
     return asyncio.run(main())
 
 
-def frozen(pair: Replicated, step: Any) -> Any:
+def frozen(pair: Failover, step: Any) -> Any:
     """`step` while the replica is frozen; then it thaws and catches up."""
-    pair.replica.signal(signal.SIGSTOP)
+    freeze(pair.replica)
     try:
         return run(pair, step)
     finally:
-        pair.replica.signal(signal.SIGCONT)
+        thaw(pair.replica)
         pair.wait_linked(pair.master, pair.replica)
 
 
@@ -65,7 +63,7 @@ def test_a_join_is_accepted_once_the_replica_has_it(pair):
         lock = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
         assert await launches.enqueue(lock, json.dumps({"launchId": lock["launch_id"]})) == "queued"
         assert await launches.replicas.expected() == 1
-        replica = pair.replica.client()
+        replica = client(pair.replica)
         assert replica.get(launches.keys.launch(lock["launch_id"]))  # on the replica already: WAIT said so
         replica.close()
     run(pair, step)
@@ -83,29 +81,26 @@ def test_a_join_no_replica_confirms_is_refused_and_so_is_its_retry(pair):
 
 
 def test_a_master_whose_replica_died_accepts_as_one_redis_does():
-    alone = Replicated()
-    try:
+    with Failover(sentinels=0) as alone:
         async def step(launches: Launches) -> tuple[str, int]:
             first = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
             assert await launches.enqueue(first, "{}") == "queued" and await launches.replicas.expected() == 1
-            alone.replica.kill()  # the count read a moment ago still says one: the WAIT falls short, then a re-read
+            crash(alone.replica)  # the count read a moment ago still says one: the WAIT falls short, then a re-read
             lock = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
             return await launches.enqueue(lock, "{}"), await launches.replicas.expected()
         assert run(alone, step) == ("queued", 0)
-    finally:
-        alone.close()
 
 
 def test_an_attempt_no_replica_confirms_is_never_dispatched(pair):
     async def step(launches: Launches) -> dict[str, Any] | None:
         pending = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
         assert await launches.enqueue(pending, "{}") == "queued"
-        pair.replica.signal(signal.SIGSTOP)
+        freeze(pair.replica)
         try:
             with pytest.raises(NotReplicatedError):
                 await launches.claim(pending, "op-1")
         finally:
-            pair.replica.signal(signal.SIGCONT)
+            thaw(pair.replica)
         pair.wait_linked(pair.master, pair.replica)
         claim = await launches.claim(pending, "op-1")  # replicated now: the next attempt is issued and confirmed
         assert claim.outcome == "claimed" and claim.attempt == 2
@@ -119,12 +114,12 @@ def test_a_take_no_replica_confirms_is_undone_so_the_bot_never_joins(pair):
         pending = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
         await launches.enqueue(pending, "{}")
         claim = await launches.claim(pending, "op-1")
-        pair.replica.signal(signal.SIGSTOP)
+        freeze(pair.replica)
         try:
             outcome = await launches.take(pending["launch_id"], claim.attempt, pending["room"], "r-1", "warm", "{}")
             lock, record = await launches.lock(pending["room"]), await launches.record(pending["launch_id"])
         finally:
-            pair.replica.signal(signal.SIGCONT)
+            thaw(pair.replica)
         assert outcome == "unreplicated"
         assert lock is not None and lock["status"] == "starting" and lock["attempt"] == claim.attempt
         assert "runner" not in lock and record is not None and record["status"] == "starting"
@@ -142,7 +137,7 @@ def test_a_renewal_no_replica_confirms_does_not_count_for_the_fence(pair):
         await launches.enqueue(pending, "{}")
         claim = await launches.claim(pending, "op-1")
         assert await launches.take(pending["launch_id"], claim.attempt, pending["room"], "r-1", "warm", "{}") == "ok"
-        pair.replica.signal(signal.SIGSTOP)
+        freeze(pair.replica)
         try:
             with pytest.raises(NotReplicatedError):
                 await launches.keepalive(pending["launch_id"], claim.attempt, pending["room"], "{}", cold=False)
@@ -150,7 +145,7 @@ def test_a_renewal_no_replica_confirms_does_not_count_for_the_fence(pair):
             assert not await launches.keepalive(pending["launch_id"], claim.attempt + 1, pending["room"], "{}",
                                                 cold=False)
         finally:
-            pair.replica.signal(signal.SIGCONT)
+            thaw(pair.replica)
         pair.wait_linked(pair.master, pair.replica)
         assert await launches.keepalive(pending["launch_id"], claim.attempt, pending["room"], "{}", cold=False)
     run(pair, step)
