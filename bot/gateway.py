@@ -60,8 +60,9 @@ LEAVE_POLL_S = 0.1
 RENEW_WARN_EVERY_S = 30.0
 LEFT_UNCONFIRMED = "left; the bot did not confirm"
 
-def _detail(status: int, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+def _detail(status: int, detail: str, launch_id: str | None = None, **headers: str) -> JSONResponse:
+    body = {"detail": detail} if launch_id is None else {"detail": detail, "launchId": launch_id}
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 class Answering:
@@ -79,8 +80,11 @@ class Answering:
         return time.monotonic() - self.last < self.RECENT_S
 
 
-async def redis_failed(exc: BaseException, answering: Answering) -> JSONResponse:
+async def redis_failed(exc: BaseException, answering: Answering, launch_id: str | None = None) -> JSONResponse:
     """429 while Redis answers and we are only busy, 503 when it does not answer.
+
+    `launch_id`: the join the failed call may still have queued (it failed after it was sent): named in the
+    answer, so its caller can ask for it (`GET /launches/{id}`) rather than meet it later unannounced.
 
     Busy: the pool had no free connection in time, or a call timed out while Redis kept answering
     (under load a saturated event loop makes a connect or read timeout fire).
@@ -88,9 +92,10 @@ async def redis_failed(exc: BaseException, answering: Answering) -> JSONResponse
     busy = pool_exhausted(exc) or (isinstance(exc, (TimeoutError, RedisTimeoutError)) and answering.recently())
     if busy:
         logger.warning("Redis answers but the gateway is overloaded (%s); answering 429", type(exc).__name__)
-        return _detail(429, "the gateway is overloaded; try again shortly", **{"Retry-After": str(RETRY_AFTER_BUSY_S)})
+        return _detail(429, "the gateway is overloaded; try again shortly", launch_id,
+                       **{"Retry-After": str(RETRY_AFTER_BUSY_S)})
     logger.error("Redis unavailable: %s", type(exc).__name__)
-    return _detail(503, "the launch queue (Redis) is unavailable; try again shortly",
+    return _detail(503, "the launch queue (Redis) is unavailable; try again shortly", launch_id,
                    **{"Retry-After": str(RETRY_AFTER_DOWN_S)})
 
 
@@ -219,14 +224,14 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
                 _outcome(request, "unavailable")
                 return await unreplicated(launches, launch_id, where)
             except (RedisError, OSError) as exc:
-                answer = await redis_failed(exc, app.state.answering)
+                answer = await redis_failed(exc, app.state.answering, launch_id)
                 _outcome(request, "overloaded" if answer.status_code == 429 else "unavailable")
                 return answer
             app.state.answering.ok()
             _outcome(request, outcome)  # queued, taken or full
             if outcome == "taken":
                 logger.info("Join refused: room %s already has a launch", where)
-                return _detail(409, "this room already has a bot")
+                return _detail(409, "this room already has a bot")  # never whose: its ids are not the caller's
             if outcome == "full":
                 logger.warning("Join refused: the launch queue holds %d launches", launches.settings.max_queue)
                 return _detail(429, "too many launches are waiting; try again shortly",
@@ -251,9 +256,8 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             await launches.leave(launch_id, NOT_REPLICATED)
         except (RedisError, OSError) as exc:
             logger.warning("Could not end the unconfirmed launch %s (%s)", launch_id, type(exc).__name__)
-        return JSONResponse({"detail": "the launch queue could not confirm the join on a replica; try again shortly",
-                             "launchId": launch_id}, status_code=503,
-                            headers={"Retry-After": str(RETRY_AFTER_UNREPLICATED_S)})
+        return _detail(503, "the launch queue could not confirm the join on a replica; try again shortly", launch_id,
+                       **{"Retry-After": str(RETRY_AFTER_UNREPLICATED_S)})
 
     @app.get("/launches/{launch_id}")
     async def launch(launch_id: str) -> JSONResponse:

@@ -108,8 +108,10 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 86400000)
 return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[2]), '+inf')
 """
 
-# KEYS: lock, record, claims, leave.
+# KEYS: lock, record, claims, leave, keepalive.
 # ARGV: launch id, operator id, lock ttl, expected attempt or '', pending lock, record ttl.
+# `orphan`: running, but its bot renews nothing (its take outlived a failover, the bot did not): once the lock
+# lapses (a live bot fences itself before that), the launch is claimed again.
 CLAIM = PRELUDE + """
 local rec = getjson(KEYS[2])
 if terminal(rec) then return {'ended', rec.reason or rec.status} end
@@ -125,7 +127,10 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   save_record(KEYS[2], rec, 'ended', 'left before it started', ARGV[6])
   return {'ended', 'left before it started'}
 end
-if lock and lock.status == 'running' then return {'running', tostring(lock.attempt)} end
+if lock and lock.status == 'running' then
+  if redis.call('EXISTS', KEYS[5]) == 0 then return {'orphan', tostring(lock.attempt)} end
+  return {'running', tostring(lock.attempt)}
+end
 if ARGV[4] ~= '' and not holds(lock, ARGV[1], ARGV[4]) then return {'lost', ''} end
 if not lock then lock = cjson.decode(ARGV[5]) end
 local attempt = math.max(tonumber(lock.attempt) or 0, tonumber(rec and rec.attempt) or 0) + 1

@@ -42,7 +42,7 @@ def _ms(seconds: float) -> int:
 class Claim:
     """What the operator got: `claimed` (with the attempt it now owns) or why it may not dispatch."""
 
-    outcome: str  # claimed | running | taken | ended | lost
+    outcome: str  # claimed | running | orphan | taken | ended | lost
     attempt: int = 0
     reason: str = ""
 
@@ -62,7 +62,7 @@ class Launches:
         self._admin_push = script(lua.ADMIN_PUSH)
         self._cold_used = script(lua.COLD_SLOTS_USED)
         self._untake = script(lua.UNTAKE)
-        self.replicas = Replicas(redis, settings.replica_wait_ms)
+        self.replicas = Replicas(redis, settings.replica_wait_ms, settings.replica_gone_s)
 
     # -- the gateway ------------------------------------------------------------------------------
 
@@ -177,13 +177,14 @@ class Launches:
         k, launch_id = self.keys, pending["launch_id"]
         (outcome, detail), acked = await self.replicas.call(
             self._claim,
-            keys=[k.room_active(pending["room"]), k.launch(launch_id), k.claims, k.leave(launch_id)],
+            keys=[k.room_active(pending["room"]), k.launch(launch_id), k.claims, k.leave(launch_id),
+                  k.room_keepalive(pending["room"])],
             args=[launch_id, operator_id, _ms(self.settings.lock_ttl_s),
                   "" if expected_attempt is None else str(expected_attempt), json.dumps(pending),
                   _ms(self.settings.record_ttl_s)])
         if outcome == "claimed" and not acked:
             raise NotReplicatedError(f"launch {launch_id}: attempt {detail} claimed, but no replica confirmed it")
-        if outcome in ("claimed", "running"):
+        if outcome in ("claimed", "running", "orphan"):
             return Claim(str(outcome), int(detail))
         return Claim(str(outcome), reason=str(detail))
 

@@ -7,8 +7,11 @@ script and `WAIT 1 <BOT_REPLICA_WAIT_MS>` go out in one non-transactional pipeli
 one connection (`WAIT` counts the writes of its own connection, and does not block inside a script).
 
 A master without replicas (one Redis, or its replica died) has nothing to wait for: the step counts as
-today. The replica count is read from `INFO replication` at most once a `REFRESH_S` per process, and again
-whenever a `WAIT` falls short (the replica may just have died). A Redis Cluster client gets no `WAIT`:
+today. But a replica that just went away (a cut link, a freeze the master noticed) still counts for
+`BOT_REPLICA_GONE_S`: until a Sentinel would no longer promote it (10 x `down-after-milliseconds`), a failover
+could still make it the master and drop what it never got. A new master (a promoted replica: a new
+replication id) starts with none. The count is read from `INFO replication` at most once a `REFRESH_S`
+per process, and again whenever a `WAIT` falls short. A Redis Cluster client gets no `WAIT`:
 redis-py sends a keyless command to a node of its own choosing, not the write's connection.
 """
 
@@ -30,15 +33,17 @@ class NotReplicatedError(RedisError):
 class Replicas:
     """How many replicas the master has (cached), and the acknowledged form of a script call."""
 
-    def __init__(self, redis: Any, wait_ms: float) -> None:
-        self.redis, self.wait_ms = redis, max(1, int(wait_ms))
+    def __init__(self, redis: Any, wait_ms: float, gone_s: float) -> None:
+        self.redis, self.wait_ms, self.gone_s = redis, max(1, int(wait_ms)), gone_s
         self.pipelined = hasattr(redis, "connection_pool") and hasattr(redis, "pipeline")  # not a cluster client
         self._count = 0
         self._read_at = -REFRESH_S
         self._reading: asyncio.Task[int] | None = None
+        self._replid, self._had_at = "", -gone_s  # the master that last had a replica, and when
 
     async def expected(self, fresh: bool = False) -> int:
-        """The master's connected replicas, as of at most `REFRESH_S` ago (`fresh`: now)."""
+        """The replicas to wait for (connected, or gone less than `gone_s` ago), as of at most `REFRESH_S` ago
+        (`fresh`: now)."""
         if not self.pipelined:
             return 0
         if not fresh and time.monotonic() - self._read_at < REFRESH_S:
@@ -49,8 +54,13 @@ class Replicas:
 
     async def _read(self) -> int:
         info = await self.redis.info("replication")
-        self._count = int(info.get("connected_slaves", 0) or 0)
-        self._read_at = time.monotonic()
+        connected, replid = int(info.get("connected_slaves", 0) or 0), str(info.get("master_replid", ""))
+        now = time.monotonic()
+        if connected:
+            self._replid, self._had_at = replid, now
+        recently = replid == self._replid and now - self._had_at < self.gone_s
+        self._count = connected or int(recently)
+        self._read_at = now
         return self._count
 
     async def call(self, script: Any, keys: list[str], args: list[Any]) -> tuple[Any, bool]:
@@ -63,4 +73,4 @@ class Replicas:
         reply, acked = await pipe.execute()
         if int(acked) >= 1:
             return reply, True
-        return reply, not await self.expected(fresh=True)  # the replica died meanwhile: as with none
+        return reply, not await self.expected(fresh=True)  # the replica is gone for good: as with none

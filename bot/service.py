@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError
 
 import otel_session
 from bot.settings import Settings, redis_url
+from otel_session.live import urls
 
 BAGGAGE_KEYS = ("session.*", "user.*", "bot.*")
 
@@ -26,12 +27,16 @@ def redis_client(settings: Settings | None = None, url: str | None = None) -> re
     Short connect timeout: an unreachable Redis is reported at once, not after a minute.
     """
     settings = settings or Settings()
-    pool = redis.BlockingConnectionPool.from_url(
-        url or redis_url(), decode_responses=True, socket_connect_timeout=2, socket_timeout=10,
-        health_check_interval=15, max_connections=settings.redis_pool_size, timeout=settings.redis_pool_timeout_s,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(ConnectionError,)),
-        **_no_maintenance_notifications(),
-    )
+    url = url or redis_url()
+    options: dict[str, Any] = {
+        "decode_responses": True, "socket_connect_timeout": 2, "socket_timeout": 10, "health_check_interval": 15,
+        "max_connections": settings.redis_pool_size,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(ConnectionError,)),
+        **_no_maintenance_notifications()}
+    if urls.parse(url).kind != "single":  # the master a Sentinel names (asked again after a failover), or a Cluster
+        client: redis.Redis = urls.async_client(url, **options)
+        return client
+    pool = redis.BlockingConnectionPool.from_url(url, timeout=settings.redis_pool_timeout_s, **options)
     return redis.Redis(connection_pool=pool)
 
 

@@ -25,6 +25,7 @@ import redis
 from bot import rooms
 from bot.keys import Keys
 from bot.settings import redis_url as default_redis_url
+from otel_session.live import urls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +131,7 @@ class Deployment:
         self.otel_dir = otel_dir or log_dir / "otel"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.otel_dir.mkdir(parents=True, exist_ok=True)
-        self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_connect_timeout=2)
+        self.redis = urls.client(self.redis_url, decode_responses=True, socket_connect_timeout=2)
         self.services: list[Service] = []
         self.gateway_url = self.manifold_url = ""
         self.runner_urls: list[str] = []

@@ -108,6 +108,7 @@ class BotSessions:
         self.sessions: dict[str, BotSession] = {}
         self.draining = False
         self._taking: set[str] = set()  # launch ids whose `take` is in flight
+        self._reoffering: asyncio.Task[bool] | None = None
 
     @property
     def runner_id(self) -> str:
@@ -152,13 +153,15 @@ class BotSessions:
                 self.launches.take(job.launchId, job.attempt, job.room, runner=self.runner_id,
                                    kind="cold" if self.cold else "warm", keepalive=keepalive.model_dump_json()),
                 self.settings.start_timeout_s)
+        except REDIS_ERRORS:
+            self.reoffer()  # the operator popped our entry for this start: Redis failing must not lose it
+            raise
         finally:
             self._taking.discard(job.launchId)
         if outcome != "ok":
             with attach(ctx), session_of(job):
                 logger.warning("Start of attempt %d refused: %s", job.attempt, outcome)
-            with contextlib.suppress(*REDIS_ERRORS):  # popped for a start that will never come
-                await self._offer_freed_slot()
+            self.reoffer()  # popped for a start that will never come
             return outcome, None
         bot = BotSession(job, renewed=sent)
         self.sessions[job.launchId] = bot
@@ -200,6 +203,8 @@ class BotSessions:
 
     async def close(self, reason: str = "runner stopped") -> None:
         self.draining = True
+        if self._reoffering is not None:
+            self._reoffering.cancel()
         await asyncio.gather(*(self.stop(lid, reason) for lid in list(self.sessions)), return_exceptions=True)
         await self.withdraw()
 
@@ -393,13 +398,18 @@ class BotSessions:
         if self.self_url:
             await self._retry("offer this runner again", None, self._offer_freed_slot)
 
+    def reoffer(self) -> None:
+        """Put a popped pool entry back, retrying in the background while Redis fails (a failover)."""
+        if self.self_url and (self._reoffering is None or self._reoffering.done()):
+            self._reoffering = asyncio.create_task(self._retry("offer this runner again", None,
+                                                               self._offer_freed_slot))
+
     async def _offer_freed_slot(self) -> None:
-        """One entry back into the pool, unless it already holds one per free slot (or we drain)."""
+        """Entries back into the pool until it holds one per free slot (unless we drain)."""
         if not self.self_url or self.draining or self.busy >= self.slots:
             return
         listed = await _bounded(self.redis.lpos(self.keys.standby_pool, self.self_url, count=0))
-        if len(listed or []) < self.slots - self.busy:
-            await self.offer()
+        await self.offer(self.slots - self.busy - len(listed or []))
 
     async def _retry(self, what: str, deadline: float | None, call: Any) -> bool:
         delay, warned = FIRST_RETRY_S, False

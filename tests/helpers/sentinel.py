@@ -37,8 +37,7 @@ class Failover(Sentinel):
 
     def _sees(self, sentinel: Node, others: int) -> bool:
         with contextlib.closing(client(sentinel)) as c:
-            master = c.execute_command("SENTINEL", "MASTER", self.name)
-            info = dict(zip(master[::2], master[1::2], strict=False))
+            info = c.sentinel_master(self.name)
             return int(info["num-slaves"]) >= 1 and int(info["num-other-sentinels"]) >= others
 
     @staticmethod

@@ -10,6 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -38,11 +39,11 @@ def _pending(room_url: str) -> dict[str, Any]:
                                  room_url=room_url)
 
 
-def run(pair: Failover, step: Any) -> Any:
+def run(pair: Failover, step: Any, settings: Settings = SETTINGS) -> Any:
     async def main() -> Any:
-        connection = redis_client(SETTINGS, url(pair.master))
+        connection = redis_client(settings, url(pair.master))
         try:
-            return await step(Launches(connection, Keys(f"test-{uuid.uuid4().hex[:8]}:"), SETTINGS))
+            return await step(Launches(connection, Keys(f"test-{uuid.uuid4().hex[:8]}:"), settings))
         finally:
             await connection.aclose()
     return asyncio.run(main())
@@ -80,15 +81,31 @@ def test_a_join_no_replica_confirms_is_refused_and_so_is_its_retry(pair):
     assert frozen(pair, step) == "taken"
 
 
-def test_a_master_whose_replica_died_accepts_as_one_redis_does():
+def test_a_master_whose_replica_died_accepts_as_one_redis_does_once_it_is_gone_for_good():
+    gone_s = 1.0
     with Failover(sentinels=0) as alone:
-        async def step(launches: Launches) -> tuple[str, int]:
+        async def step(launches: Launches) -> None:
             first = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
             assert await launches.enqueue(first, "{}") == "queued" and await launches.replicas.expected() == 1
-            crash(alone.replica)  # the count read a moment ago still says one: the WAIT falls short, then a re-read
-            lock = _pending(f"https://rooms.example.test/{uuid.uuid4().hex}")
-            return await launches.enqueue(lock, "{}"), await launches.replicas.expected()
-        assert run(alone, step) == ("queued", 0)
+            crash(alone.replica)
+            with pytest.raises(NotReplicatedError):  # just gone: a failover could still promote it
+                await launches.enqueue(_pending(f"https://rooms.example.test/{uuid.uuid4().hex}"), "{}")
+            await asyncio.sleep(gone_s)
+            assert await launches.enqueue(_pending(f"https://rooms.example.test/{uuid.uuid4().hex}"), "{}") == "queued"
+            assert await launches.replicas.expected() == 0
+        run(alone, step, replace(SETTINGS, replica_gone_s=gone_s))
+
+
+def test_a_cut_replication_link_refuses_joins_though_the_master_counts_no_replica(pair):
+    async def step(launches: Launches) -> None:
+        assert await launches.replicas.expected() == 1
+        master = client(pair.master)
+        master.client_kill_filter(_type="replica")  # the frozen replica cannot come back
+        assert int(master.info("replication")["connected_slaves"]) == 0
+        master.close()
+        with pytest.raises(NotReplicatedError):
+            await launches.enqueue(_pending(f"https://rooms.example.test/{uuid.uuid4().hex}"), "{}")
+    frozen(pair, step)
 
 
 def test_an_attempt_no_replica_confirms_is_never_dispatched(pair):
