@@ -13,14 +13,17 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 
 from bot import rooms
+from bot.gateway import NOT_REPLICATED
 from bot.keys import Keys
 from bot.launches import Launches
 from bot.replicas import NotReplicatedError
 from bot.service import redis_client
 from bot.settings import Settings
+from tests.helpers.bot_platform import Platform
 from tests.helpers.sentinel import Failover, client, crash, freeze, thaw, url
 
 pytestmark = [pytest.mark.bot, pytest.mark.latest_only]  # the folder adds redis and processes
@@ -166,3 +169,24 @@ def test_a_renewal_no_replica_confirms_does_not_count_for_the_fence(pair):
         pair.wait_linked(pair.master, pair.replica)
         assert await launches.keepalive(pending["launch_id"], claim.attempt, pending["room"], "{}", cold=False)
     run(pair, step)
+
+
+def test_the_gateway_refuses_a_join_no_replica_confirms_with_503_retry_after_and_its_launch(pair, tmp_path):
+    platform = Platform(tmp_path, redis_url=url(pair.master), BOT_REPLICA_WAIT_MS="200")
+    try:
+        platform.start_gateway()
+        room = f"https://rooms.example.test/{uuid.uuid4().hex}"
+        freeze(pair.replica)
+        try:
+            refused = platform.join(room_url=room)
+        finally:
+            thaw(pair.replica)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        launch = refused.json()["launchId"]
+        pair.wait_linked(pair.master, pair.replica)
+        told = httpx.get(f"{platform.gateway_url}/launches/{launch}", timeout=5).json()
+        assert (told["status"], told["reason"]) == ("ended", NOT_REPLICATED)  # it will never run
+        accepted = platform.join(room_url=room)  # and it no longer holds the room
+        assert accepted.status_code == 202 and accepted.json()["launchId"] != launch
+    finally:
+        platform.cleanup()
