@@ -74,14 +74,14 @@ def main() -> None:
     pair = Failover(sentinels=0)
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        dep = Deployment(Path(tmp), url(pair.master), name="bench")
+        dep = Deployment(Path(tmp), url(pair.master), name="bench", BOT_REPLICA_GONE_S="1")
         try:
             dep.start_runner()
             dep.start_operator(BOT_CONSOLE_LEVEL="ERROR")
             dep.start_gateway(BOT_CONSOLE_LEVEL="ERROR")
             results["with its replica (WAIT 1)"] = asyncio.run(_cases(dep.gateway_url, "a", args))
             crash(pair.replica)
-            time.sleep(1.5)  # every service's cached replica count is stale by then
+            time.sleep(2.5)  # past BOT_REPLICA_GONE_S (1 s here): the master is alone for good
             results["replica dead (no WAIT)"] = asyncio.run(_cases(dep.gateway_url, "b", args))
         finally:
             dep.cleanup()
