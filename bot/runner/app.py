@@ -58,9 +58,12 @@ def create_app(*, settings: Settings | None = None, telemetry: bool = True, keys
             except REDIS_ERRORS as exc:  # it serves anyway: /ready says 503 until Redis answers
                 logger.error("Warm runner %s could not join the standby pool (%s: %s)", self_url,
                              type(exc).__name__, exc)
+        keeper = asyncio.create_task(bots.keep_offered()) if self_url else None
         try:
             yield
         finally:
+            if keeper is not None:
+                keeper.cancel()
             await bots.close()
             await bots.redis.aclose()
             if tel is not None:

@@ -109,6 +109,8 @@ class BotSessions:
         self.draining = False
         self._taking: set[str] = set()  # launch ids whose `take` is in flight
         self._reoffering: asyncio.Task[bool] | None = None
+        self._offering = asyncio.Lock()  # one count-then-push at a time: two would push the same free slot twice
+        self._started_at = time.monotonic()  # the last /start (or cold start) that arrived
 
     @property
     def runner_id(self) -> str:
@@ -137,6 +139,7 @@ class BotSessions:
 
     async def start(self, job: StartRequest, ctx: Context) -> tuple[str, BotSession | None]:
         """`ok` and the bot, or why not: draining | full | running | fenced | lost | left (or a Redis error)."""
+        self._started_at = time.monotonic()
         if self.draining:
             return "draining", None
         existing = self.sessions.get(job.launchId)
@@ -398,6 +401,33 @@ class BotSessions:
         if self.self_url:
             await self._retry("offer this runner again", None, self._offer_freed_slot)
 
+    async def keep_offered(self) -> None:
+        """An entry back for each free slot the pool lost (a failover can roll back an offer, or a pop without
+        its start): a warm runner never drops out of the pool for good. A shortfall counts once it outlived a
+        `/start` in flight (`start_timeout_s` with no start arriving): an entry popped for a start on its way is
+        not lost. Checked every `keepalive_s`; never raises."""
+        short_since: float | None = None
+        while True:
+            await asyncio.sleep(self.settings.keepalive_s)
+            with contextlib.suppress(*REDIS_ERRORS):
+                missing = await self._missing()
+                now = time.monotonic()
+                if missing <= 0:
+                    short_since = None
+                elif short_since is None or self._started_at >= short_since:
+                    short_since = now
+                elif now - short_since > self.settings.start_timeout_s:
+                    logger.warning("The standby pool lost %d entries of this runner; offering them again", missing)
+                    await self._offer_freed_slot()
+                    short_since = None
+
+    async def _missing(self) -> int:
+        """Free slots without a pool entry (0 when draining or not in the pool)."""
+        if not self.self_url or self.draining:
+            return 0
+        listed = await _bounded(self.redis.lpos(self.keys.standby_pool, self.self_url, count=0))
+        return self.slots - self.busy - len(listed or [])
+
     def reoffer(self) -> None:
         """Put a popped pool entry back, retrying in the background while Redis fails (a failover)."""
         if self.self_url and (self._reoffering is None or self._reoffering.done()):
@@ -406,10 +436,10 @@ class BotSessions:
 
     async def _offer_freed_slot(self) -> None:
         """Entries back into the pool until it holds one per free slot (unless we drain)."""
-        if not self.self_url or self.draining or self.busy >= self.slots:
-            return
-        listed = await _bounded(self.redis.lpos(self.keys.standby_pool, self.self_url, count=0))
-        await self.offer(self.slots - self.busy - len(listed or []))
+        async with self._offering:
+            if not self.self_url or self.draining or self.busy >= self.slots:
+                return
+            await self.offer(await self._missing())
 
     async def _retry(self, what: str, deadline: float | None, call: Any) -> bool:
         delay, warned = FIRST_RETRY_S, False

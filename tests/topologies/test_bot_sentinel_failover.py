@@ -116,10 +116,13 @@ def test_every_202_runs_once_across_a_failover_that_loses_writes(tmp_path, topol
             time.sleep(1.0)
 
         old = topology.restart_empty(topology.master)  # empty: it must not wipe the new master
+        restarted = time.monotonic()
         wait_for(lambda: role(old) == "slave", 40, what="the Sentinels to make the old master a replica")
         topology.wait_linked(topology.replica, old)
-        print(f"stall {promoted - stalled:.1f} s in all, promotion {promoted_in:.1f} s after the wait began, "
-              f"joins accepted again {reaccepted_in:.1f} s after it")
+        rejoined_in = time.monotonic() - restarted
+        print(f"cut {promoted - stalled:.1f} s in all, promotion {promoted_in:.1f} s after the kill, joins "
+              f"accepted again {reaccepted_in:.1f} s after it; the empty old master a replica "
+              f"{rejoined_in:.1f} s after its restart")
 
         answers = joins.answers
         refused = [a for a in answers if a["status"] in (429, 503)]
@@ -133,8 +136,9 @@ def test_every_202_runs_once_across_a_failover_that_loses_writes(tmp_path, topol
                 platform.wait_status(launch, "running", timeout=40)
             except TimeoutError:
                 answer = next(a for a in answers if a["launch"] == launch)
-                raise AssertionError(f"{answer} {platform.record(launch)} "
-                                     + "\n".join(s.output()[-3000:] for s in platform.services)) from None
+                lines = [line for s in platform.services for line in s.output().splitlines() if launch in line]
+                raise AssertionError(f"{answer} {platform.record(launch)} {platform.lock(answer['room'])}\n"
+                                     + "\n".join(lines)) from None
         bots = wait_for(lambda: (b := platform.bots()) and all(b.get(launch) for launch in accepted) and b, 30,
                         what="a bot for every accepted join")
         assert {launch: bots.get(launch) for launch in accepted} == dict.fromkeys(accepted, 1)
