@@ -30,7 +30,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import rooms
@@ -42,10 +41,14 @@ from bot.log_relay import LogRelay
 from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.replicas import NotReplicatedError
-from bot.service import pool_exhausted, redis_client, setup_telemetry
+from bot.service import REDIS_ERRORS, pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
 from bot.telemetry_token import TokenSigner
 from otel_session import id_error, inject_payload, session
+from otel_session.live import urls
+
+# Redis (or a Cluster) away, or the socket under it: answered 503/429, never a defect (TimeoutError is an OSError)
+OUTAGES: tuple[type[Exception], ...] = (*REDIS_ERRORS, OSError)
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -100,12 +103,19 @@ async def redis_failed(exc: BaseException, answering: Answering, launch_id: str 
 
 
 async def _warm(client: Any, size: int) -> None:
-    """Open the pool's connections at start, so a burst of joins never waits on connects."""
+    """Open the pool's connections at start, so a burst of joins never waits on connects. A cluster client
+    has a pool per node and none to read here: it learns the slots (and connects) instead."""
+    if urls.is_cluster(client):
+        try:
+            await client.initialize()
+        except OUTAGES as exc:
+            logger.warning("Redis Cluster not reachable at start (%s); connecting on demand", type(exc).__name__)
+        return
     pool, held = client.connection_pool, []
     try:
         for _ in range(size):
             held.append(await pool.get_connection())
-    except (RedisError, OSError) as exc:
+    except OUTAGES as exc:
         logger.warning("Redis not reachable at start (%s); connecting on demand", type(exc).__name__)
     finally:
         for connection in held:
@@ -184,7 +194,8 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
     install_edge(app, settings)  # after the limits: outside them, so a 413 carries CORS headers too
     app.add_middleware(JoinOutcomes, metrics=metrics)  # outermost: it sees every answer to /join
     relay.install(app)
-    app.add_exception_handler(RedisError, _redis_error)
+    for error in REDIS_ERRORS:
+        app.add_exception_handler(error, _redis_error)
     app.add_exception_handler(OSError, _redis_error)
 
     @app.get("/health")
@@ -197,7 +208,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         try:
             await asyncio.wait_for(app.state.probe.ping(), READY_TIMEOUT_S)
             app.state.answering.ok()
-        except (TimeoutError, RedisError, OSError) as exc:
+        except OUTAGES as exc:
             return JSONResponse({"status": "unavailable", "detail": f"Redis does not answer ({type(exc).__name__})"},
                                 status_code=503, headers={"Retry-After": str(RETRY_AFTER_DOWN_S)})
         return JSONResponse({"status": "ready"})
@@ -223,7 +234,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             except NotReplicatedError:
                 _outcome(request, "unavailable")
                 return await unreplicated(launches, launch_id, where)
-            except (RedisError, OSError) as exc:
+            except OUTAGES as exc:
                 answer = await redis_failed(exc, app.state.answering, launch_id)
                 _outcome(request, "overloaded" if answer.status_code == 429 else "unavailable")
                 return answer
@@ -254,7 +265,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
                        launches.replicas.wait_ms)
         try:
             await launches.leave(launch_id, NOT_REPLICATED)
-        except (RedisError, OSError) as exc:
+        except OUTAGES as exc:
             logger.warning("Could not end the unconfirmed launch %s (%s)", launch_id, type(exc).__name__)
         return _detail(503, "the launch queue could not confirm the join on a replica; try again shortly", launch_id,
                        **{"Retry-After": str(RETRY_AFTER_UNREPLICATED_S)})

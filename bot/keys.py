@@ -1,8 +1,9 @@
 """Redis key names, in one place.
 
-Every key a launch's state lives in shares the `{bot}` hash tag, so one Lua script can move a
-launch atomically on one Redis and on a Redis Cluster alike. Rooms are named by the hash of their
-canonical URL (`bot.rooms`): a room URL's secrets never become part of a key name.
+Every key shares the `{bot}` hash tag, so one Lua script can move a launch atomically on one Redis and
+on a Redis Cluster alike (where the tag puts the whole platform on one shard: docs/bot-platform.md).
+Rooms are named by the hash of their canonical URL (`bot.rooms`): a room URL's secrets never become
+part of a key name.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class Keys:
 
     @property
     def standby_pool(self) -> str:
-        return f"{self.prefix}bot:standby:pool"
+        """Warm runners' URLs. Under the tag too (it was `<prefix>bot:standby:pool`): on a Cluster the whole
+        platform is on one shard, up or down together."""
+        return f"{self.tag}standby:pool"
 
     def launch(self, launch_id: str) -> str:
         return f"{self.tag}launch:{launch_id}"

@@ -46,31 +46,36 @@ redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
 return 1
 """
 
-# KEYS: claims. ARGV: key tag, pending ttl. Keys are built from the tag: all share its hash slot.
+# KEYS: claims, then per claim its room lock and its launch record. ARGV: pending ttl, then per claim its
+# launch id. Every key is declared (the caller read the claims first): a Cluster, or a proxy in front of one,
+# may refuse a script that touches a key it was not given. A claim gone since is skipped; one that is not
+# JSON with a room is dropped; a claim's room never changes, so its declared lock key is still its own.
 RENEW_CLAIMS = PRELUDE + """
-local entries = redis.call('HGETALL', KEYS[1])
 local renewed = 0
-for i = 1, #entries, 2 do
-  local launch_id, claim = entries[i], entries[i + 1]
-  local ok, want = pcall(cjson.decode, claim)
-  if not ok or type(want) ~= 'table' or not want.room then
-    redis.call('HDEL', KEYS[1], launch_id)
-  else
-    local key = ARGV[1] .. 'room_active:' .. want.room
-    local lock = getjson(key)
-    if not lock then
-      local rec = getjson(ARGV[1] .. 'launch:' .. launch_id)
-      if rec and rec.status == 'queued' then
-        redis.call('SET', key, claim, 'PX', ARGV[2])
+for i = 2, #ARGV do
+  local launch_id = ARGV[i]
+  local lock_key, record_key = KEYS[2 * i - 2], KEYS[2 * i - 1]
+  local claim = redis.call('HGET', KEYS[1], launch_id)
+  if claim then
+    local ok, want = pcall(cjson.decode, claim)
+    if not ok or type(want) ~= 'table' or not want.room then
+      redis.call('HDEL', KEYS[1], launch_id)
+    else
+      local lock = getjson(lock_key)
+      if not lock then
+        local rec = getjson(record_key)
+        if rec and rec.status == 'queued' then
+          redis.call('SET', lock_key, claim, 'PX', ARGV[1])
+          renewed = renewed + 1
+        else
+          redis.call('HDEL', KEYS[1], launch_id)
+        end
+      elseif lock.launch_id == launch_id and lock.status == 'pending' then
+        redis.call('PEXPIRE', lock_key, ARGV[1])
         renewed = renewed + 1
-      else
+      elseif lock.launch_id == launch_id then
         redis.call('HDEL', KEYS[1], launch_id)
       end
-    elseif lock.launch_id == launch_id and lock.status == 'pending' then
-      redis.call('PEXPIRE', key, ARGV[2])
-      renewed = renewed + 1
-    elseif lock.launch_id == launch_id then
-      redis.call('HDEL', KEYS[1], launch_id)
     end
   end
 end

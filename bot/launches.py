@@ -23,6 +23,7 @@ from bot.settings import Settings
 
 STATUSES = ("queued", "starting", "running", "ended", "failed")
 LEFT = "left before it started"
+RENEW_BATCH = 500  # claims one RENEW_CLAIMS call renews
 
 
 def job_sha(raw: str | bytes) -> str:
@@ -32,6 +33,15 @@ def job_sha(raw: str | bytes) -> str:
     """
     data = raw.encode() if isinstance(raw, str) else raw
     return hashlib.sha1(data).hexdigest()  # a name, not a secret
+
+
+def _room_of(claim: str) -> str:
+    """A claim's room ("" when it is not one: the script drops that claim without touching the room's key)."""
+    try:
+        room = json.loads(claim).get("room")
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        return ""
+    return room if isinstance(room, str) else ""
 
 
 def _ms(seconds: float) -> int:
@@ -89,7 +99,17 @@ class Launches:
         return outcome
 
     async def renew_claims(self) -> int:
-        return int(await self._renew(keys=[self.keys.claims], args=[self.keys.tag, _ms(self.settings.pending_ttl_s)]))
+        """Renew every queued launch's room claim; the claims are read first so that each script declares every
+        key it touches, `RENEW_BATCH` claims a script (a long queue never blocks Redis in one call)."""
+        k, renewed = self.keys, 0
+        claims = list((await self.redis.hgetall(k.claims)).items())
+        for start in range(0, len(claims), RENEW_BATCH):
+            keys, args = [k.claims], [_ms(self.settings.pending_ttl_s)]
+            for launch_id, claim in claims[start:start + RENEW_BATCH]:
+                keys += [k.room_active(_room_of(claim)), k.launch(launch_id)]
+                args.append(launch_id)
+            renewed += int(await self._renew(keys=keys, args=args))
+        return renewed
 
     async def queue_sizes(self) -> dict[str, int]:
         """For the metrics: launches queued (`depth`), queued with a room claim (`claims`), and taken by an

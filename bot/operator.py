@@ -27,7 +27,6 @@ from typing import Any
 import httpx
 from opentelemetry import trace
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from bot import dead_letters
 from bot.dispatch import Dispatch, LaunchError, cold_env
@@ -37,7 +36,7 @@ from bot.launches import Launches, job_sha
 from bot.metrics import OperatorMetrics, sample_every_s, sample_forever
 from bot.models import Job
 from bot.replicas import NotReplicatedError
-from bot.service import redis_client, setup_telemetry
+from bot.service import REDIS_ERRORS, redis_client, setup_telemetry
 from bot.settings import Settings
 from otel_session import attach, extract_payload
 
@@ -108,7 +107,7 @@ class Operator:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS, OSError):
                 await self.launches.redis.zrem(self.launches.keys.operators, self.id)  # at once adoptable
 
     async def _first_beat(self, stop: asyncio.Event) -> bool:
@@ -118,7 +117,7 @@ class Operator:
             try:
                 await self.launches.heartbeat(self.id)
                 return True
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("Redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -137,7 +136,7 @@ class Operator:
                     failing = False
                 if beats % RECOVER_EVERY == 0:
                     self.recover_soon()
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if not failing:
                     logger.warning("Heartbeat failed: Redis unavailable (%s)", type(exc).__name__)
                 failing = True
@@ -162,7 +161,7 @@ class Operator:
                 logger.warning("Took a launch job that is not UTF-8 text; the recovery pass dead-letters it")
                 self.recover_soon()
                 continue
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 logger.warning("Redis unavailable (%s); retrying in %.1f s", type(exc).__name__, backoff)
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -218,7 +217,7 @@ class Operator:
     async def _recover_safely(self) -> None:
         try:
             await self.recover()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("Recovery pass skipped: Redis unavailable (%s)", type(exc).__name__)
         except Exception:
             logger.exception("Recovery pass failed")
@@ -262,7 +261,7 @@ class Operator:
         except NotReplicatedError as exc:
             logger.warning("Not dispatched: %s (a failover could undo it); the job stays in the processing list "
                            "and the next recovery pass retries it", exc)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             logger.warning("Redis failed while a launch was dispatched (%s); the job stays in the processing list "
                            "and the next recovery pass retries it", type(exc).__name__)
         except asyncio.CancelledError:
@@ -301,7 +300,7 @@ class Operator:
         self.dispatches[raw] = dispatch
         try:
             outcome = await dispatch.run()
-        except RedisError:
+        except REDIS_ERRORS:
             raise
         except asyncio.CancelledError:
             await dispatch.hand_back()
@@ -371,7 +370,7 @@ async def _command(args: argparse.Namespace, settings: Settings) -> int:
         if args.dead_letters:
             return await dead_letters.print_entries(launches)
         return await dead_letters.replay(launches, args.replay)
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         print(f"Redis unreachable: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -23,6 +23,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from otel_session.live import urls
+
 REFRESH_S = 1.0
 
 
@@ -35,7 +37,7 @@ class Replicas:
 
     def __init__(self, redis: Any, wait_ms: float, gone_s: float) -> None:
         self.redis, self.wait_ms, self.gone_s = redis, max(1, int(wait_ms)), gone_s
-        self.pipelined = hasattr(redis, "connection_pool") and hasattr(redis, "pipeline")  # not a cluster client
+        self.pipelined = not urls.is_cluster(redis)
         self._count = 0
         self._read_at = -REFRESH_S
         self._reading: asyncio.Task[int] | None = None

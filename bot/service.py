@@ -9,34 +9,41 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError
+from redis.exceptions import ConnectionError, MaxConnectionsError, RedisClusterException, RedisError
 
 import otel_session
 from bot.settings import Settings, redis_url
 from otel_session.live import urls
 
 BAGGAGE_KEYS = ("session.*", "user.*", "bot.*")
+# What "Redis is away" raises: a cluster client's RedisClusterException (no node answers, slots not all served)
+# is not a RedisError, and is an outage all the same, never a defect.
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 
 
-def redis_client(settings: Settings | None = None, url: str | None = None) -> redis.Redis:
+def redis_client(settings: Settings | None = None, url: str | None = None) -> Any:
     """A sized pool that waits for a free connection (then `pool_exhausted`), never fails at once.
 
     A call that finds its connection closed (Redis restarted) is retried twice on a fresh one: every
     launch step is a Lua script that is safe to run again (`bot.launches`).
 
     Short connect timeout: an unreachable Redis is reported at once, not after a minute.
+
+    `REDIS_URL` may name any form of `otel_session.live.urls`. On Sentinel the client asks the Sentinels for
+    the master again after a failover; on a Cluster (`redis+cluster://`) the pool is per node and does not
+    wait: a full one raises `MaxConnectionsError` at once, which `pool_exhausted` also counts as overload.
     """
     settings = settings or Settings()
-    url = url or redis_url()
-    options: dict[str, Any] = {
-        "decode_responses": True, "socket_connect_timeout": 2, "socket_timeout": 10, "health_check_interval": 15,
-        "max_connections": settings.redis_pool_size,
-        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(ConnectionError,)),
-        **_no_maintenance_notifications()}
-    if urls.parse(url).kind != "single":  # the master a Sentinel names (asked again after a failover), or a Cluster
-        client: redis.Redis = urls.async_client(url, **options)
-        return client
-    pool = redis.BlockingConnectionPool.from_url(url, timeout=settings.redis_pool_timeout_s, **options)
+    target = urls.parse(url or redis_url())
+    options: dict[str, Any] = dict(
+        decode_responses=True, socket_connect_timeout=2, socket_timeout=10, health_check_interval=15,
+        max_connections=settings.redis_pool_size,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(ConnectionError,)),
+        **_no_maintenance_notifications(),
+    )
+    if target.kind != "single":
+        return urls.async_client(target, **options)  # a cluster client takes no health_check_interval
+    pool = redis.BlockingConnectionPool.from_url(target.url, timeout=settings.redis_pool_timeout_s, **options)
     return redis.Redis(connection_pool=pool)
 
 
@@ -56,8 +63,10 @@ def _no_maintenance_notifications() -> dict[str, Any]:
 
 
 def pool_exhausted(exc: BaseException) -> bool:
-    """Every connection busy for the pool timeout: overload (429), not an unreachable Redis (503)."""
-    return isinstance(exc, ConnectionError) and str(exc) == "No connection available."
+    """Every connection busy (for the pool timeout, or at once on a Cluster's or Sentinel's pool): overload
+    (429), not an unreachable Redis (503)."""
+    return isinstance(exc, MaxConnectionsError) or (
+        isinstance(exc, ConnectionError) and str(exc) == "No connection available.")
 
 
 def log_level(env: Mapping[str, str] | None = None) -> str | None:

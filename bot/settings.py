@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
+from otel_session.live import urls
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Knobs whose empty value is a mistake, not "unset": a deployment that meant to share a key must not
 # quietly fall back to a key of each process.
@@ -20,9 +22,21 @@ MIN_TELEMETRY_KEY_CHARS = 16
 
 
 def redis_url(env: Mapping[str, str] | None = None) -> str:
-    """The platform's Redis: `REDIS_URL`, else the local default. Every bot service, the demo and the tests use it."""
+    """The platform's Redis: `REDIS_URL`, else the local default. Every bot service, the demo and the tests use it.
+    Any form of `otel_session.live.urls`: one Redis, `redis+sentinel://...` or `redis+cluster://...`."""
     env = os.environ if env is None else env
     return env.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def check_redis_urls(env: Mapping[str, str]) -> None:
+    """ValueError naming the variable when `REDIS_URL` or `OTEL_SESSION_REDIS_URL` is not a Redis URL (the
+    message hides its password): a service refuses it at start, in one line."""
+    for name in ("REDIS_URL", "OTEL_SESSION_REDIS_URL"):
+        if value := env.get(name):
+            try:
+                urls.parse(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,7 @@ class Settings:
             values[f.name] = value
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check()
+        check_redis_urls(env)
         return settings
 
     def check(self) -> None:

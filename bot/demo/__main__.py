@@ -25,13 +25,13 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import redis
 
 from bot.demo.collector import Collector, collector_binary
-from bot.demo.harness import Deployment, wait_for
+from bot.demo.harness import REDIS_ERRORS, Deployment, wait_for
 from bot.settings import DEFAULT_REDIS_URL
 from bot.settings import redis_url as default_redis_url
 from otel_session import grants
+from otel_session.live.urls import safe_url
 
 SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
 DRILL = "demo: fail this session"  # BOT_FAULT_MESSAGE: an admin message that makes a bot fail
@@ -81,14 +81,14 @@ def otel_dir(log_dir: Path, collector: bool) -> Path:
 
 def run(redis_url: str, log_dir: Path, view_port: int = VIEW_PORT, view: bool = False, collector: bool = False) -> int:
     otel = Collector(otel_dir(log_dir, True), log=log_dir / "collector.out") if collector else None
-    dep = Deployment(log_dir, redis_url, otel_dir=otel_dir(log_dir, collector), name="demo",
-                     otlp_endpoint=otel.endpoint if otel else None, BOT_CONSOLE_LEVEL="ERROR",
-                     BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10", OTEL_SESSION_BUFFER_LEVEL="DEBUG",
-                     BOT_FAULT_MESSAGE=DRILL, BOT_ADMIN_TOKEN=ADMIN_TOKEN)
-    try:
+    try:  # a cluster client connects as it is built
+        dep = Deployment(log_dir, redis_url, otel_dir=otel_dir(log_dir, collector), name="demo",
+                         otlp_endpoint=otel.endpoint if otel else None, BOT_CONSOLE_LEVEL="ERROR",
+                         BOT_KEEPALIVE_S="1", BOT_LOCK_TTL_S="10", OTEL_SESSION_BUFFER_LEVEL="DEBUG",
+                         BOT_FAULT_MESSAGE=DRILL, BOT_ADMIN_TOKEN=ADMIN_TOKEN)
         dep.redis.ping()
-    except redis.RedisError as exc:
-        say(f"Redis is not reachable at {redis_url} ({exc}).")
+    except REDIS_ERRORS as exc:
+        say(f"Redis is not reachable at {safe_url(redis_url)} ({exc}).")
         say("Start one with `bash scripts/ensure-redis.sh` (or `redis-server --daemonize yes`), or point REDIS_URL "
             "at yours, then run the demo again.")
         return 1
@@ -261,7 +261,7 @@ def _collector_report(otel: Collector) -> None:
 
 
 def _audit_report(audit: list[dict[str, Any]]) -> None:
-    say("== The audit (otel_session:audit; each entry was also a WARNING record on otel_session.audit)")
+    say("== The audit (otel_session:{grants}:audit; each entry was also a WARNING record on otel_session.audit)")
     for entry in audit:
         who = entry.get("session_id") or entry.get("user_id")
         say(f"   {entry['event']:8} grant {entry['grant_id']} for {who}, {entry['level']}, by {entry['by']}, "

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
 from bot import rooms
 from bot.keys import Keys
@@ -28,6 +27,7 @@ from bot.settings import redis_url as default_redis_url
 from otel_session.live import urls
 
 ROOT = Path(__file__).resolve().parents[2]
+REDIS_ERRORS = urls.outages()  # a Cluster's RedisClusterException is Redis away too
 
 
 def free_port() -> int:
@@ -40,7 +40,7 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 
     """The check's first true value; transient HTTP and Redis errors count as not yet."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(httpx.HTTPError, redis.RedisError, ValueError, KeyError):
+        with contextlib.suppress(httpx.HTTPError, *REDIS_ERRORS, ValueError, KeyError):
             if value := check():
                 return value
         if time.monotonic() > deadline:
@@ -131,6 +131,7 @@ class Deployment:
         self.otel_dir = otel_dir or log_dir / "otel"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.otel_dir.mkdir(parents=True, exist_ok=True)
+        # any form of otel_session.live.urls; a cluster client's scan_iter walks every master
         self.redis = urls.client(self.redis_url, decode_responses=True, socket_connect_timeout=2)
         self.services: list[Service] = []
         self.gateway_url = self.manifold_url = ""
@@ -176,7 +177,7 @@ class Deployment:
         extra = {"MANIFOLD_URL": self.manifold_url} if self.manifold_url else {}
         try:
             beating: set[Any] | None = set(self.redis.zrange(self.keys.operators, 0, -1))
-        except redis.RedisError:
+        except REDIS_ERRORS:
             beating = None  # Redis is down (a test wants that): the operator cannot beat yet
         service = self.start("operator", ["-m", "bot.operator"], **{**extra, **env})
         if beating is None:
@@ -256,7 +257,7 @@ class Deployment:
 
     def cleanup(self) -> None:
         self.stop_all()
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(*REDIS_ERRORS):
             for key in self.redis.scan_iter(match=f"{self.keys.prefix}*"):
                 self.redis.delete(key)
         self.redis.close()

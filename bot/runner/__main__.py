@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-from bot.settings import Settings
+from bot.settings import Settings, check_redis_urls
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.job:
         from bot.runner.cold import run_job
 
+        try:
+            check_redis_urls(os.environ)  # without a Redis there is no telemetry to report it through
+        except ValueError as exc:
+            parser.exit(2, f"bot runner: {exc}\n")
         sys.exit(asyncio.run(run_job()))
     try:
         settings = Settings.from_env()

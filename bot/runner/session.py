@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 from opentelemetry import trace
 from opentelemetry.context import Context
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from bot import rooms
 from bot.keys import Keys
@@ -41,7 +41,7 @@ FIRST_RETRY_S = 0.1  # keepalive and cleanup retries start here and double
 GREETING = "hello, I am your bot"
 MANIFOLD_QUESTION = "In one sentence: what can you do for this call?"
 MANIFOLD_TIMEOUT_S = 60.0
-REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)  # a cluster outage too
 
 
 class FaultDrillError(RuntimeError):

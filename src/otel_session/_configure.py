@@ -316,7 +316,8 @@ def configure(
     """Set up (or re-point) session-scoped logging for this process; safe to call repeatedly.
 
     `redis_url` (or `OTEL_SESSION_REDIS_URL`): honour the live debug grants held there
-    (`otel_session.grants`); an unreachable Redis is retried in the background, never an error here.
+    (`otel_session.grants`); any form of `otel_session.live.urls` (one Redis, Sentinel, Cluster). A malformed
+    URL is a ValueError here; an unreachable Redis is retried in the background, never an error here.
 
     `signing_key` (or `OTEL_SESSION_SIGNING_KEY`): levels travelling in baggage count only when
     signed with it (`_signing`); once set it stays until another key is given (or `reset()`).
@@ -341,6 +342,11 @@ def configure(
     if signing is not None:
         key_bytes(signing)  # validate before anything changes
     buffering = BufferSettings.merged(STATE.buffer.settings, buffer_level, buffer_max_bytes, buffer_ttl_s)
+    live_url = redis_url or os.environ.get("OTEL_SESSION_REDIS_URL")
+    if live_url:
+        from otel_session.live.urls import parse
+
+        parse(live_url)  # a bad URL (RedisURLError, password hidden) is refused before anything changes
     limits = {
         k: v
         for k, v in {
@@ -396,7 +402,6 @@ def configure(
         _stdlib.install()
         _set_default_level(level, first)
         STATE.set_buffer(buffering)
-        live_url = redis_url or os.environ.get("OTEL_SESSION_REDIS_URL")
         if live_url:
             from otel_session.live.plug import RedisLive
 

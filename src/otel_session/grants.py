@@ -14,7 +14,7 @@ at the granted level until the grant expires or is revoked. Each call connects t
 `OTEL_SESSION_REDIS_URL`, else `REDIS_URL`, else redis://127.0.0.1:6379, with short timeouts; keys
 go behind `prefix`, else `OTEL_SESSION_REDIS_PREFIX`, else none. Bad input and an unreachable Redis
 raise `ValueError`. Each create, revoke and expiry is written to the capped stream
-`otel_session:audit` and as a WARNING record on the logger `otel_session.audit`.
+`otel_session:{grants}:audit` and as a WARNING record on the logger `otel_session.audit`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_warm_join_carries_the_session_through_every_service(platform):
     assert left == {"launchId": launch_id, "status": "terminated"}
     wait_for(lambda: platform.lock(ROOM) is None, what="lock freed")
     assert platform.keepalive(ROOM) is None
-    assert platform.redis.lrange(platform.key("bot:standby:pool"), 0, -1) == [runner]  # back in the pool
+    assert platform.redis.lrange(platform.keys.standby_pool, 0, -1) == [runner]  # back in the pool
     platform.stop_all()
 
     records = _for_launch(platform.records(), launch_id)

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 
 from bot import rooms
 from bot.demo.harness import Deployment, Service, wait_for
 from bot.keys import Keys
 from bot.settings import redis_url
+from otel_session.live import urls
 from tests.helpers.collector import Collector
 from tests.helpers.support import otlp_records
 
@@ -97,7 +97,7 @@ def run_with_redis(test: Callable[[Any, Keys], Awaitable[None]]) -> None:
     """Run an async test against the real Redis under its own key prefix, cleaned up after."""
     async def main() -> None:
         keys = Keys(f"test-{uuid.uuid4().hex[:10]}:")
-        r = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+        r = urls.async_client(REDIS_URL, decode_responses=True)  # any URL form: a Cluster's scan walks every master
         try:
             await test(r, keys)
         finally:

@@ -98,6 +98,9 @@ class _Topology:
         self.nodes: list[Node] = []
 
     def stop(self) -> None:
+        for node in self.nodes:  # all at once, then wait for each
+            if node.proc.poll() is None:
+                node.proc.terminate()
         for node in self.nodes:
             node.stop()
         self.nodes = []

@@ -165,3 +165,22 @@ def test_it_attaches_to_a_provider_someone_else_set(tmp_path):
                          env={**os.environ, "OTEL_SESSION_LOG_DIR": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_a_bad_redis_url_is_refused_before_anything_changes(otel_logs, monkeypatch, how):
+    from otel_session import configured
+    from otel_session._state import STATE
+    from otel_session.live.urls import RedisURLError
+
+    before = configure(exporter="memory", level="INFO")
+    live = STATE.live
+    bad = "redis+cluster://ops:hunter2-pw@a:7000/3"  # a cluster serves db 0 only
+    if how == "environment":
+        monkeypatch.setenv("OTEL_SESSION_REDIS_URL", bad)
+    with pytest.raises(RedisURLError) as caught:
+        configure(exporter="memory", level="ERROR", redis_url=bad if how == "argument" else None)
+    assert "db 0 only" in str(caught.value) and "hunter2-pw" not in str(caught.value)
+    assert "'redis+cluster://ops@a:7000/3'" in str(caught.value)
+    assert configured() is before and STATE.live is live
+    assert logging.getLogger().level == logging.INFO  # the level it also asked for did not apply

@@ -4,13 +4,18 @@ master, both `redis-server` processes of this module (tests.helpers.redis_topolo
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+import uuid
 
 import pytest
 
 from otel_session.live import urls
 from tests.helpers.redis_topologies import Cluster, Sentinel
+from tests.helpers.support import wait_for
 
 PASSWORD = "cluster-pa55"
+log = logging.getLogger("tests.topologies")
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +97,29 @@ def test_an_unknown_master_name_fails_on_use(sentinel):
     client = urls.client(sentinel.url.rsplit("/", 1)[0] + "/nosuchmaster", socket_timeout=2)
     with pytest.raises(MasterNotFoundError):
         client.ping()
+
+
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+def test_this_process_honours_grants_held_on_the_topology(request, otel_logs, monkeypatch, topology):
+    """The library end to end: `configure(redis_url=)` watches the grants that `otel_session.grants` makes."""
+    from otel_session import grants, session
+
+    url = request.getfixturevalue(topology).url
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    monkeypatch.setenv("OTEL_SESSION_REDIS_PREFIX", prefix)
+    otel_logs.configure(redis_url=url)
+
+    def debug_seen(text: str) -> bool:
+        with session(session_id="s-topology"):
+            log.debug(text)
+        return text in otel_logs.messages()
+
+    assert not debug_seen("before the grant")
+    made = grants.grant(session_id="s-topology", ttl_s=60, reason="topology", by="tests", redis_url=url)
+    wait_for(lambda: debug_seen(f"granted {time.monotonic()}"), 5, interval=0.1, what="the grant here")
+    assert [g.id for g in grants.active(redis_url=url)] == [made.id]
+    grants.revoke(made.id, by="tests", redis_url=url)
+    wait_for(lambda: not debug_seen(f"revoked {time.monotonic()}"), 5, interval=0.1, what="the revoke here")
+    events = wait_for(lambda: (e := grants.audit(redis_url=url)) and len(e) >= 3 and e, 5, what="the use audited")
+    assert sorted(e["event"] for e in events) == ["created", "revoked", "used"]
+    assert {e["grant_id"] for e in events} == {made.id}

@@ -22,12 +22,15 @@ from typing import Any
 
 from otel_session._levels import level_name, parse_level
 from otel_session._validation import id_error, text_error
+from otel_session.live import urls
 from otel_session.live.urls import safe_url
 
-GRANTS = "otel_session:grants"
-VERSION = "otel_session:grants:version"
-AUDIT = "otel_session:audit"
-USED = "otel_session:grants:used:"
+# One hash tag, `{grants}`, for every key a script touches: on a Redis Cluster they share a slot, so each
+# step stays one atomic script (docs/live-debugging.md). Before the tag: otel_session:grants, ...:audit.
+GRANTS = "otel_session:{grants}"
+VERSION = "otel_session:{grants}:version"
+AUDIT = "otel_session:{grants}:audit"
+USED = "otel_session:{grants}:used:"
 AUDIT_MAXLEN = 10_000
 MAX_TTL_S = 86_400.0
 DEFAULT_TTL_S = 900.0
@@ -212,21 +215,18 @@ def redis_prefix(prefix: str | None = None, env: Mapping[str, str] | None = None
 
 
 def connect(url: str | None = None) -> Any:
-    """A client for `url` (see `redis_url`), checked with a PING: short timeouts, no retries.
-    Raises `ValueError` when the URL is bad or Redis does not answer."""
-    import redis
+    """A client for `url` (see `redis_url`; any form of `live.urls`), checked with a PING: short timeouts,
+    no retries. Raises `ValueError` when the URL is bad or Redis does not answer."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     url = redis_url(url)
-    try:
-        client = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
+    target = urls.parse(url)
+    with failures(url):  # a cluster client asks its startup nodes for the slots as it is built
+        client = urls.client(
+            target, decode_responses=True, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
             retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
         )
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid Redis URL {safe_url(url)!r}: {exc}") from None
-    with failures(url):
         client.ping()
     return client
 
@@ -240,7 +240,7 @@ def failures(url: str) -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise ValueError(f"Redis at {safe_url(url)} is unreachable: {exc}") from None
-    except redis.RedisError as exc:
+    except urls.outages() as exc:
         raise ValueError(f"Redis at {safe_url(url)} failed: {type(exc).__name__}: {exc}") from None
 
 
@@ -258,6 +258,11 @@ def session_for(url: str | None) -> Iterator[Any]:
 
 # --- scripts ---------------------------------------------------------------------------------------------
 
+# KEYS: version, grants. Returns the version (nil when none) and the grants hash as a flat list.
+_LOAD = """
+return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"""
+
 # KEYS: grants, version, audit. ARGV: id, json, maxlen, then audit field/value pairs. Returns the version.
 _CREATE = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -268,23 +273,24 @@ redis.call(unpack(entry))
 return version
 """
 
-# KEYS: grants, version, audit, used-set prefix. ARGV: maxlen, field count n, then per grant: id, n audit
-# field/value items.
+# KEYS: grants, version, audit, then each grant's used set (declared: a script touches only its KEYS).
+# ARGV: maxlen, field count n, then per grant: id, n audit field/value items.
 # Deletes each grant still there and audits exactly those; one INCR when anything went. Returns the ids gone.
 _DELETE = """
 local n = tonumber(ARGV[2])
 local gone = {}
-local i = 3
+local i, used = 3, 4
 while i <= #ARGV do
   local id = ARGV[i]
   if redis.call('HDEL', KEYS[1], id) == 1 then
     local entry = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*'}
     for j = i + 1, i + n do entry[#entry + 1] = ARGV[j] end
     redis.call(unpack(entry))
-    redis.call('DEL', KEYS[4] .. id)
+    redis.call('DEL', KEYS[used])
     gone[#gone + 1] = id
   end
   i = i + 1 + n
+  used = used + 1
 end
 if #gone > 0 then redis.call('INCR', KEYS[2]) end
 return gone
@@ -330,13 +336,10 @@ def create(client: Any, grant: Grant, service: str, *, prefix: str = "") -> int:
 
 def load(client: Any, *, prefix: str = "") -> tuple[int, list[Grant]]:
     """The version and every stored grant (expired ones included, unparseable ones skipped), read
-    in one MULTI, oldest first."""
-    pipe = client.pipeline(transaction=True)
-    pipe.get(prefix + VERSION)
-    pipe.hgetall(prefix + GRANTS)
-    raw_version, entries = pipe.execute()
+    in one script (atomic on a Cluster too, where a MULTI needs a newer client), oldest first."""
+    raw_version, entries = client.eval(_LOAD, 2, prefix + VERSION, prefix + GRANTS)
     grants = []
-    for raw in (entries or {}).values():
+    for raw in (entries or [])[1::2]:
         try:
             grants.append(Grant.from_json(raw))
         except ValueError:
@@ -368,8 +371,9 @@ def delete(client: Any, grants: list[Grant], event: str, service: str, *, by: st
     for grant in grants:
         args.append(grant.id)
         args.extend(_fields(event, grant, service, by=by))
-    gone = {_text(i) for i in client.eval(_DELETE, 4, prefix + GRANTS, prefix + VERSION, prefix + AUDIT,
-                                          prefix + USED, *args)}
+    used = [prefix + USED + grant.id for grant in grants]
+    gone = {_text(i) for i in client.eval(_DELETE, 3 + len(used), prefix + GRANTS, prefix + VERSION, prefix + AUDIT,
+                                          *used, *args)}
     removed = [g for g in grants if g.id in gone]
     for grant in removed:
         log_event(event, grant, service, by=by)

@@ -200,6 +200,14 @@ def is_cluster(client_: Any) -> bool:
     return isinstance(client_, RedisCluster | AsyncCluster)
 
 
+def outages() -> tuple[type[Exception], ...]:
+    """The errors that mean "Redis is away": `RedisError`, `OSError`, and `RedisClusterException`, which is not a
+    `RedisError` and is what a cluster client raises when no node answers or the slots are not all served."""
+    from redis.exceptions import RedisClusterException, RedisError
+
+    return (RedisError, OSError, RedisClusterException)
+
+
 def _auth(target: RedisTarget) -> dict[str, Any]:
     return {k: v for k, v in (("username", target.username), ("password", target.password)) if v is not None}
 

@@ -69,10 +69,8 @@ class GrantWatcher:
         self._used.put((grant_id, time.time()))
 
     def _run(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_connect_timeout=1,
-                                      socket_timeout=1, **_quiet())
+        outage = urls.outages()
+        client: Any = None
         version: int | None = None
         last_sweep = 0.0
         down = False
@@ -80,6 +78,9 @@ class GrantWatcher:
             if self.signals is not None:
                 self.signals.drop_stale()
             try:
+                if client is None:  # here, not before the loop: a cluster client connects as it is built
+                    client = urls.client(self.redis_url, decode_responses=True, socket_connect_timeout=1,
+                                         socket_timeout=1, **_quiet())
                 if store.version(client, prefix=self.prefix) != version:
                     version, live = store.load_active(client, prefix=self.prefix)
                     self._grants = {g.id: g for g in live}
@@ -93,7 +94,7 @@ class GrantWatcher:
                 if down:
                     logger.info("Debug grants: Redis reachable again")
                 down = False
-            except (redis.RedisError, OSError) as exc:
+            except outage as exc:
                 if not down:
                     logger.warning("Debug grants: Redis at %s unreachable (%s); keeping the grants known so far "
                                    "until they expire (and debug-buffer flushes wait)",
@@ -106,7 +107,8 @@ class GrantWatcher:
                                        self.errors)
             self._publish()
             self._stop.wait(self.poll_s)
-        client.close()
+        if client is not None:
+            client.close()
 
     def _publish(self) -> None:
         table = table_of(self._grants.values(), time.time())
