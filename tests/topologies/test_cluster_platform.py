@@ -5,19 +5,24 @@ through the `otel-session debug` CLI, honoured by a runner."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from bot.demo.harness import ROOT
+from bot.gateway import create_app
 from bot.keys import Keys
 from bot.settings import Settings
 from otel_session.live import urls
-from tests.bot_platform.test_bot_gateway import in_thread
 from tests.helpers.bot_platform import Platform
 from tests.helpers.redis_topologies import Cluster, free_port
 from tests.helpers.support import wait_for
@@ -132,6 +137,24 @@ def _audit(platform: Platform) -> list[dict]:
 
 
 # -- the gateway's answers on a Cluster (in this process: the test reaches into its client) ------------------
+
+
+@contextlib.contextmanager
+def in_thread(settings: Settings, keys: Keys) -> Iterator[tuple[Any, asyncio.AbstractEventLoop, str]]:
+    """The gateway app served by uvicorn in a thread of this process, on `REDIS_URL`."""
+    app = create_app(settings=settings, keys=keys, telemetry=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, what="the gateway in a thread")
+    try:
+        yield app, loop, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        loop.close()
 
 
 def _on(loop: asyncio.AbstractEventLoop, call):  # type: ignore[no-untyped-def]
