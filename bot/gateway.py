@@ -36,13 +36,15 @@ from bot import rooms
 from bot.edge import install_edge, root_span
 from bot.http import install_request_limits, validation_errors
 from bot.keys import Keys
-from bot.launches import Launches
+from bot.launches import STATUSES, Launches
 from bot.log_relay import LogRelay
-from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever
+from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever, stop_sampler
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
 from bot.replicas import NotReplicatedError
 from bot.service import REDIS_ERRORS, pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
+from bot.signals import stop_following
+from bot.status_watch import StatusWatch, WaitQueryError, unless_disconnected, wait_query
 from bot.telemetry_token import TokenSigner
 from otel_session import id_error, inject_payload, session
 from otel_session.live import urls
@@ -59,7 +61,6 @@ RETRY_AFTER_DOWN_S = 2  # Redis does not answer: a Sentinel failover takes a few
 RETRY_AFTER_UNREPLICATED_S = 1  # no replica confirmed the join: replication lags, or a failover is under way
 NOT_REPLICATED = "not confirmed by a replica in time; refused with 503"
 READY_TIMEOUT_S = 1.0
-LEAVE_POLL_S = 0.1
 RENEW_WARN_EVERY_S = 30.0
 LEFT_UNCONFIRMED = "left; the bot did not confirm"
 
@@ -168,20 +169,26 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         app.state.launches = Launches(app.state.redis, keys or Keys.from_env(), settings)
         app.state.answering = Answering()
         await _warm(app.state.redis, settings.redis_pool_size)
+        # the long polls' one subscription holds a connection of its own, never one of the pool's
+        subscriber = redis_client(replace(settings, redis_pool_size=1))
+        app.state.watch, watching = StatusWatch(subscriber, app.state.launches.keys), asyncio.Event()
+        watcher = asyncio.create_task(app.state.watch.run(watching))
         renewer = asyncio.create_task(_renew_claims(app.state.launches, settings.pending_ttl_s / 3))
         # the metrics sample the queue on the probe's connection: never one a join waits for, so under load too
-        sampled = Launches(app.state.probe, app.state.launches.keys, settings)
+        sampled, stopping = Launches(app.state.probe, app.state.launches.keys, settings), asyncio.Event()
         sampler = asyncio.create_task(sample_forever(sampled.queue_sizes, metrics.queue, sample_every_s(),
-                                                     "the launch queue"))
+                                                     "the launch queue", stopping))
         try:
             yield
         finally:
-            for task in (renewer, sampler):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_sampler(sampler, stopping)
+            await stop_following(watcher, watching)
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             await app.state.redis.aclose()
             await app.state.probe.aclose()
+            await subscriber.aclose()
             if tel is not None:
                 tel.force_flush()
 
@@ -271,14 +278,30 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
                        **{"Retry-After": str(RETRY_AFTER_UNREPLICATED_S)})
 
     @app.get("/launches/{launch_id}")
-    async def launch(launch_id: str) -> JSONResponse:
-        record = None if id_error(launch_id) else await app.state.launches.status(launch_id)
+    async def launch(launch_id: str, request: Request) -> JSONResponse:
+        """`?wait_s=N&seen=<status>`: a long poll, answered once the status is not `seen`, or at N seconds."""
+        launches: Launches = app.state.launches
+        if id_error(launch_id):
+            return _detail(404, "no such launch")
+        try:
+            wait = wait_query(request.query_params, settings.max_wait_s, STATUSES)
+        except WaitQueryError as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=422)
+        headers = None
+        if wait is None:
+            record = await launches.status(launch_id)
+        else:
+            headers = {"X-Wait-S": f"{wait[0]:g}"}  # the bound applied: a longer ask is capped
+            answered, record = await unless_disconnected(request.receive, app.state.watch.wait_change(
+                launch_id, lambda: launches.status(launch_id), wait[1], wait[0]))
+            if not answered:
+                return _detail(499, "the client went away")  # never sent: the connection is gone
         if record is None:
             return _detail(404, "no such launch")
         body = {"launchId": launch_id, "sessionId": record.get("sessionId"), "status": record.get("status")}
         if record.get("reason"):
             body["reason"] = record["reason"]
-        return JSONResponse(body)
+        return JSONResponse(body, headers=headers)
 
     async def launch_in_room(room_url: str) -> str | None:
         lock = await app.state.launches.lock(rooms.room_hash(room_url))
@@ -306,9 +329,10 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
         launches: Launches = app.state.launches
         deadline = time.monotonic() + max(settings.leave_wait_s, 3 * settings.keepalive_s)
         record = await launches.record(launch_id)
-        while record and record.get("status") not in ("ended", "failed") and time.monotonic() < deadline:
-            await asyncio.sleep(LEAVE_POLL_S)
-            record = await launches.record(launch_id)
+        # woken by the record's change (`bot.status_watch`), not a poll every 0.1 s
+        while record and record.get("status") not in ("ended", "failed") and (left := deadline - time.monotonic()) > 0:
+            record = await app.state.watch.wait_change(launch_id, lambda: launches.record(launch_id),
+                                                       str(record.get("status")), left)
         if record is None:
             return "ended"  # the record expired meanwhile: nothing of the launch is left
         if record.get("status") in ("ended", "failed"):

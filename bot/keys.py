@@ -60,6 +60,11 @@ class Keys:
         return f"{self.tag}cold"
 
     @property
+    def queued_channel(self) -> str:
+        """Pub/sub: a launch was queued (a hint that wakes idle operators; never a key)."""
+        return f"{self.tag}queued"
+
+    @property
     def standby_pool(self) -> str:
         """Warm runners' URLs. Under the tag too (it was `<prefix>bot:standby:pool`): on a Cluster the whole
         platform is on one shard, up or down together."""

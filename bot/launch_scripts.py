@@ -21,19 +21,26 @@ end
 local function terminal(rec)
   return rec and (rec.status == 'ended' or rec.status == 'failed')
 end
+local function stamp(rec, step, at)
+  if type(rec.times) ~= 'table' then rec.times = {} end
+  rec.times[step] = at or now_ms() / 1000
+end
 local function save_record(key, rec, status, reason, ttl)
   rec.status = status
   if reason and reason ~= '' then rec.reason = reason end
   rec.updated = now_ms() / 1000
   redis.call('SET', key, cjson.encode(rec), 'PX', ttl)
+  redis.call('PUBLISH', key, status)  -- wakes the gateways' long polls on this launch (`bot.status_watch`)
 end
 local function holds(lock, launch_id, attempt)
   return lock and lock.launch_id == launch_id and (attempt == nil or tostring(lock.attempt) == attempt)
 end
 """
 
-# KEYS: lock, queue, claims, record. ARGV: lock, job, pending ttl, launch id, record, record ttl, max queue.
-ENQUEUE = """
+# KEYS: lock, queue, claims, record.
+# ARGV: lock, job, pending ttl, launch id, record, record ttl, max queue, channel (wakes idle operators).
+# The record's `times.queued` is Redis time, as every later step's (but `started`: the runner's clock).
+ENQUEUE = PRELUDE + """
 if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[7]) then return -1 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
   local ok, held = pcall(cjson.decode, redis.call('GET', KEYS[1]) or '')
@@ -42,7 +49,11 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
-redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
+local rec = cjson.decode(ARGV[5])
+stamp(rec, 'queued')
+rec.updated = rec.times.queued
+redis.call('SET', KEYS[4], cjson.encode(rec), 'PX', ARGV[6])
+if ARGV[8] then redis.call('PUBLISH', ARGV[8], '1') end
 return 1
 """
 
@@ -144,12 +155,15 @@ redis.call('SET', KEYS[1], cjson.encode(lock), 'PX', ARGV[3])
 redis.call('HDEL', KEYS[3], ARGV[1])
 rec = rec or {launchId = ARGV[1], sessionId = lock.session_id, room = lock.room, room_url = lock.room_url}
 rec.attempt = attempt
+stamp(rec, 'claimed', lock.timestamp)
 save_record(KEYS[2], rec, 'starting', nil, ARGV[6])
 return {'claimed', tostring(attempt)}
 """
 
 # KEYS: lock, record, keepalive, leave.
-# ARGV: launch id, attempt, runner, type, lock ttl, keepalive value, keepalive ttl, record ttl.
+# ARGV: launch id, attempt, runner, type, lock ttl, keepalive value, keepalive ttl, record ttl, started.
+# `started` (when the runner began the start, its own clock) is kept within [claimed, running]: a skewed
+# clock never puts the steps out of order.
 TAKE = PRELUDE + """
 local lock = getjson(KEYS[1])
 if not holds(lock, ARGV[1], nil) then return 'lost' end
@@ -162,6 +176,9 @@ redis.call('SET', KEYS[1], cjson.encode(lock), 'PX', ARGV[5])
 redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7])
 local rec = getjson(KEYS[2]) or {launchId = ARGV[1], sessionId = lock.session_id, room = lock.room}
 rec.runner, rec.type = ARGV[3], ARGV[4]
+stamp(rec, 'running', lock.timestamp)
+local claimed = tonumber(rec.times.claimed) or lock.timestamp
+rec.times.started = math.min(math.max(tonumber(ARGV[9]) or lock.timestamp, claimed), lock.timestamp)
 save_record(KEYS[2], rec, 'running', nil, ARGV[8])
 return 'ok'
 """

@@ -92,7 +92,7 @@ class Launches:
             self._enqueue,
             keys=[k.room_active(lock["room"]), k.launch_queue, k.claims, k.launch(lock["launch_id"])],
             args=[json.dumps(lock), job, _ms(s.pending_ttl_s), lock["launch_id"], json.dumps(record),
-                  _ms(s.record_ttl_s), s.max_queue])
+                  _ms(s.record_ttl_s), s.max_queue, k.queued_channel])
         outcome = {1: "queued", 0: "taken", -1: "full"}[int(done)]
         if outcome == "queued" and not acked:
             raise NotReplicatedError(f"launch {lock['launch_id']} queued, but no replica confirmed it")
@@ -250,8 +250,10 @@ class Launches:
 
     # -- the bot ----------------------------------------------------------------------------------
 
-    async def take(self, launch_id: str, attempt: int, room: str, runner: str, kind: str, keepalive: str) -> str:
-        """The fencing check: `ok` only for the attempt the operator is waiting for.
+    async def take(self, launch_id: str, attempt: int, room: str, runner: str, kind: str, keepalive: str,
+                   started: float | None = None) -> str:
+        """The fencing check: `ok` only for the attempt the operator is waiting for. `started`: when the runner
+        began this start (its clock; default now), kept in the record's `times`.
 
         `unreplicated`: it was ours, but no replica confirmed it; undone (back to starting), so the bot must
         not join and the operator gives the attempt up."""
@@ -260,7 +262,7 @@ class Launches:
             self._take,
             keys=[k.room_active(room), k.launch(launch_id), k.room_keepalive(room), k.leave(launch_id)],
             args=[launch_id, str(attempt), runner, kind, _ms(s.lock_ttl_s), keepalive, _ms(3 * s.keepalive_s),
-                  _ms(s.record_ttl_s)])
+                  _ms(s.record_ttl_s), repr(time.time() if started is None else started)])
         if outcome == "ok" and not acked:
             await self._untake(keys=[k.room_active(room), k.launch(launch_id), k.room_keepalive(room)],
                                args=[launch_id, str(attempt), runner, _ms(s.lock_ttl_s), _ms(s.record_ttl_s)])

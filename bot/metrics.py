@@ -12,6 +12,7 @@ last sampled (`Sample`): their callbacks run on the SDK's export thread, so they
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ SECONDS_SHORT = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 
 SECONDS_LONG = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)  # a session
 DEFAULT_EXPORT_INTERVAL_MS = 60_000.0  # the SDK's default for OTEL_METRIC_EXPORT_INTERVAL
 SAMPLE_MIN_S, SAMPLE_MAX_S = 0.1, 5.0
+READ_TIMEOUT_S = 1.0  # one sample's Redis round trips: milliseconds when Redis answers
 
 
 class _WarnOnce:
@@ -86,13 +88,16 @@ class Sample:
 
 
 async def sample_forever(read: Callable[[], Awaitable[Mapping[str, int]]], sample: Sample, every_s: float,
-                        what: str) -> None:
-    """Every `every_s`, `read()` (bounded by a timeout) into `sample`; a failure clears it, with one warning
-    per streak. Runs until cancelled, on the service's loop; never raises."""
+                        what: str, stop: asyncio.Event) -> None:
+    """Every `every_s`, `read()` (bounded by `READ_TIMEOUT_S`) into `sample`; a failure clears it, with one
+    warning per streak. Runs on the service's loop until `stop` is set (or it is cancelled); never raises.
+
+    `stop` as well as a cancel: redis-py's asyncio client now and then swallows a task's cancellation, and a
+    sampler that missed one must still end, or the service's shutdown would wait for it forever."""
     failing = False
-    while True:
+    while not stop.is_set():
         try:
-            sample.set(**await asyncio.wait_for(read(), max(1.0, every_s)))
+            sample.set(**await asyncio.wait_for(read(), READ_TIMEOUT_S))
             failing = False
         except asyncio.CancelledError:
             raise
@@ -102,7 +107,16 @@ async def sample_forever(read: Callable[[], Awaitable[Mapping[str, int]]], sampl
                 logger.warning("Could not sample %s for the metrics (%s); its gauges report nothing until it "
                                "answers", what, type(exc).__name__)
             failing = True
-        await asyncio.sleep(every_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+async def stop_sampler(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Ends a `sample_forever` task: within one read's timeout even if a cancel is swallowed."""
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(task, READ_TIMEOUT_S + 1)
 
 
 class _Instruments:

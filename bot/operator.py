@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -33,11 +34,12 @@ from bot.dispatch import Dispatch, LaunchError, cold_env
 from bot.keys import Keys
 from bot.launcher import Launcher, ProcessLauncher
 from bot.launches import Launches, job_sha
-from bot.metrics import OperatorMetrics, sample_every_s, sample_forever
+from bot.metrics import OperatorMetrics, sample_every_s, sample_forever, stop_sampler
 from bot.models import Job
 from bot.replicas import NotReplicatedError
 from bot.service import REDIS_ERRORS, redis_client, setup_telemetry
 from bot.settings import Settings
+from bot.signals import follow, stop_following
 from otel_session import attach, extract_payload
 
 __all__ = ["Operator", "cold_env", "main", "serve"]
@@ -45,7 +47,8 @@ __all__ = ["Operator", "cold_env", "main", "serve"]
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
-POLL_S = 0.05  # an empty queue is asked again after this long
+POLL_S = 0.05  # an empty queue is asked again after this long (without the `queued` signal)
+SIGNALLED_POLL_S = 0.5  # ... and with it: a queued launch wakes the operator at once (`Keys.queued_channel`)
 RECOVER_EVERY = 3  # heartbeats between recovery passes
 REQUEUE_PAUSE_S = (0.1, 1.0)  # after a job went back to the queue (no capacity): first and longest pause
 MAX_BACKOFF_S = 5.0
@@ -73,8 +76,13 @@ class Operator:
     `metrics` (default: the global meter provider's) count each job's dispatch by its outcome."""
 
     def __init__(self, launches: Launches, launcher: Launcher, http: httpx.AsyncClient,
-                 operator_id: str | None = None, metrics: OperatorMetrics | None = None) -> None:
+                 operator_id: str | None = None, metrics: OperatorMetrics | None = None,
+                 signals: Any = None) -> None:
+        """`signals`: a Redis client of its own for the `queued` subscription (None: poll every `POLL_S`)."""
         self.launches, self.launcher, self.http = launches, launcher, http
+        self.signals = signals
+        self._queued = asyncio.Event()  # set by the subscription: a launch was queued
+        self._signalled = False  # the subscription is up
         self.metrics = metrics or OperatorMetrics.shared()
         self.settings = launches.settings
         self.id = operator_id or new_operator_id()
@@ -95,18 +103,25 @@ class Operator:
         if not await self._first_beat(stop):
             return
         beat = asyncio.create_task(self._beat(stop))
+        sampling = asyncio.Event()
         sampler = asyncio.create_task(sample_forever(self._sample, self.metrics.sample, sample_every_s(),
-                                                     "the cold slots and operators"))
+                                                     "the cold slots and operators", sampling))
+        following, signalled = None, asyncio.Event()
+        if self.signals is not None:
+            following = asyncio.create_task(follow(self.signals, self.launches.keys.queued_channel,
+                                                   lambda _: self._queued.set(), self._signal_state, stop=signalled))
         try:
             await self._take(stop)
         finally:
             if self._recovery is not None:
                 self._recovery.cancel()
+            await stop_sampler(sampler, sampling)
             await self._drain()
-            for task in (beat, sampler):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            if following is not None:
+                await stop_following(following, signalled)
             with contextlib.suppress(*REDIS_ERRORS, OSError):
                 await self.launches.redis.zrem(self.launches.keys.operators, self.id)  # at once adoptable
 
@@ -155,6 +170,7 @@ class Operator:
                 await self._sleep(stop, wait)
                 continue
             try:
+                self._queued.clear()  # before the take: a launch queued during it still wakes `_idle`
                 raw = await self.launches.take_job(self.id)
                 backoff = 0.1
             except UnicodeDecodeError:
@@ -167,9 +183,25 @@ class Operator:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             if raw is None:
-                await self._sleep(stop, POLL_S)
+                await self._idle(stop)
             else:
                 self._spawn(raw)
+
+    def _signal_state(self, up: bool) -> None:
+        self._signalled = up
+        self._queued.set()  # up: a launch queued while it was down may wait; down: back to polling
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """The queue was empty: wait until a launch is queued (the signal), `stop`, or the next poll."""
+        if not self._signalled:
+            await self._sleep(stop, POLL_S)
+            return
+        waits = [asyncio.ensure_future(self._queued.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waits, timeout=SIGNALLED_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:
@@ -346,13 +378,16 @@ async def serve(stop: asyncio.Event | None = None, settings: Settings | None = N
     launches = Launches(redis, Keys.from_env(), settings)
     limits = httpx.Limits(max_connections=4 * settings.max_jobs, max_keepalive_connections=settings.max_jobs)
     async with httpx.AsyncClient(limits=limits) as http:
-        operator = Operator(launches, ProcessLauncher(), http)
+        # the `queued` subscription holds a connection of its own, never one a dispatch waits for
+        signals = redis_client(replace(settings, redis_pool_size=1))
+        operator = Operator(launches, ProcessLauncher(), http, signals=signals)
         logger.info("Operator started as %s (up to %d launches at once)", operator.id, settings.max_jobs)
         try:
             await operator.run(stop)
         finally:
             logger.info("Operator stopping")
             await redis.aclose()
+            await signals.aclose()
             telemetry.force_flush()
 
 

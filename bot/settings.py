@@ -56,9 +56,10 @@ class Settings:
     redis_pool_size: int = 64  # BOT_REDIS_POOL_SIZE: connections per process
     redis_pool_timeout_s: float = 5.0  # BOT_REDIS_POOL_TIMEOUT_S: wait for a free connection, then 429
     record_ttl_s: float = 86_400.0  # BOT_RECORD_TTL_S: how long `GET /launches/{id}` remembers a launch
+    max_wait_s: float = 30.0  # BOT_MAX_WAIT_S: the longest long poll of `GET /launches/{id}?wait_s=`; longer is capped
     dead_letter_ttl_s: float = 7 * 86_400.0  # BOT_DEAD_LETTER_TTL_S
     dead_letter_max: int = 1_000  # BOT_DEAD_LETTER_MAX: newest kept
-    max_jobs: int = 8  # BOT_MAX_JOBS: launches one operator dispatches at once (a slow cold boot stalls none)
+    max_jobs: int = 32  # BOT_MAX_JOBS: launches one operator dispatches at once (a slow cold boot stalls none)
     cold_start_timeout_s: float = 30.0  # BOT_COLD_START_TIMEOUT_S: a cold bot must take its launch within this
     leave_wait_s: float = 5.0  # BOT_LEAVE_WAIT_S: `/leave` waits this long (at least 3 keepalives) for the bot
     fault_message: str | None = None  # BOT_FAULT_MESSAGE: an admin message of exactly this text fails the session

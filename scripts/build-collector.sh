@@ -6,11 +6,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILDER_VERSION=v0.161.0  # the builder's release: the same v0.X as every module in collector-builder.yaml
+GO_MIN=1.26  # what those modules' go.mod files ask for
 MANIFEST=collector-builder.yaml
 CONFIG=collector-config.yaml
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "make collector: Go is not installed (the Collector is built from Go modules: install Go 1.25 or newer)" >&2
+  echo "make collector: Go is not installed (the Collector is built from Go modules: install Go $GO_MIN or newer)" >&2
+  exit 2
+fi
+have="$(GOTOOLCHAIN=local go env GOVERSION)"  # go1.26.8
+if [ "$(printf '%s\n' "go$GO_MIN" "$have" | sort -V | head -n1)" != "go$GO_MIN" ]; then
+  echo "make collector: $have is too old: the Collector's modules at ${BUILDER_VERSION} need Go $GO_MIN or newer" >&2
   exit 2
 fi
 if ! grep -q "^  version: ${BUILDER_VERSION#v}$" "$MANIFEST"; then

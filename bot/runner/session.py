@@ -108,6 +108,8 @@ class BotSessions:
         self.sessions: dict[str, BotSession] = {}
         self.draining = False
         self._taking: set[str] = set()  # launch ids whose `take` is in flight
+        # the sessions that may still run: `busy` walks these, not the registry's ended ones (kept 10 minutes)
+        self._live: dict[str, BotSession] = {}
         self._reoffering: asyncio.Task[bool] | None = None
         self._offering = asyncio.Lock()  # one count-then-push at a time: two would push the same free slot twice
         self._started_at = time.monotonic()  # the last /start (or cold start) that arrived
@@ -118,7 +120,10 @@ class BotSessions:
 
     @property
     def busy(self) -> int:
-        return len(self._taking) + sum(1 for bot in self.sessions.values() if bot.running)
+        for launch_id, bot in list(self._live.items()):
+            if not bot.running:
+                del self._live[launch_id]
+        return len(self._taking) + len(self._live)
 
     # -- the standby pool -------------------------------------------------------------------------
 
@@ -147,6 +152,7 @@ class BotSessions:
             return "running", None
         if self.busy >= self.slots:
             return "full", None
+        began = time.time()  # the record's `times.started`
         self._prune()
         self._taking.add(job.launchId)
         try:
@@ -154,7 +160,8 @@ class BotSessions:
             sent = time.monotonic()
             outcome = await asyncio.wait_for(
                 self.launches.take(job.launchId, job.attempt, job.room, runner=self.runner_id,
-                                   kind="cold" if self.cold else "warm", keepalive=keepalive.model_dump_json()),
+                                   kind="cold" if self.cold else "warm", keepalive=keepalive.model_dump_json(),
+                                   started=began),
                 self.settings.start_timeout_s)
         except REDIS_ERRORS:
             self.reoffer()  # the operator popped our entry for this start: Redis failing must not lose it
@@ -167,7 +174,7 @@ class BotSessions:
             self.reoffer()  # popped for a start that will never come
             return outcome, None
         bot = BotSession(job, renewed=sent)
-        self.sessions[job.launchId] = bot
+        self.sessions[job.launchId] = self._live[job.launchId] = bot
         bot.task = asyncio.create_task(self._run(bot, ctx), name=f"bot-{job.launchId}")
         return "ok", bot
 

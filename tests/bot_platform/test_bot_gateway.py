@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
-import uvicorn
 
 from bot import rooms
 from bot.gateway import LEFT_UNCONFIRMED, create_app
@@ -27,7 +25,7 @@ from bot.keys import Keys
 from bot.launches import Launches
 from bot.settings import Settings
 from tests.helpers.bot_platform import REDIS_URL, Platform
-from tests.helpers.support import free_port, wait_for
+from tests.helpers.support import free_port, served_in_thread, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
 ADMIN_TOKEN = "admin-secret-token"
@@ -342,22 +340,10 @@ def test_a_full_queue_gets_429_not_503(small):
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
 
 
-@contextlib.contextmanager
-def in_thread(settings: Settings, keys: Keys) -> Iterator[tuple[Any, asyncio.AbstractEventLoop, str]]:
+def in_thread(settings: Settings, keys: Keys) -> contextlib.AbstractContextManager[
+        tuple[Any, asyncio.AbstractEventLoop, str]]:
     """The gateway app served by uvicorn in a thread: the test can reach into its Redis pool."""
-    app = create_app(settings=settings, keys=keys, telemetry=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, what="the gateway in a thread")
-    try:
-        yield app, loop, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        loop.close()
+    return served_in_thread(create_app(settings=settings, keys=keys, telemetry=False))
 
 
 def test_an_exhausted_redis_pool_gets_429_not_503():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,17 +13,24 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from bot.gateway import create_app
 from bot.keys import Keys
 from bot.launches import Launches
-from bot.metrics import GatewayMetrics, OperatorMetrics, RunnerMetrics, Sample, sample_every_s, sample_forever
+from bot.metrics import (
+    GatewayMetrics,
+    OperatorMetrics,
+    RunnerMetrics,
+    Sample,
+    sample_every_s,
+    sample_forever,
+    stop_sampler,
+)
 from bot.settings import Settings
 from tests.helpers.bot_platform import REDIS_URL
-from tests.helpers.support import free_port, wait_for
+from tests.helpers.support import free_port, served_in_thread, wait_for
 
 ORIGIN = "https://app.example.test"
 RELAY_KEY = "metrics-test-key-0123456789abcdef"
@@ -168,12 +174,13 @@ def test_the_sampler_reads_the_queue_and_clears_with_one_warning_while_redis_is_
             await up.hset(keys.claims, mapping={"l1": "{}", "l2": "{}"})
             await up.rpush(keys.processing, "d")
             sample = Sample()
-            task = asyncio.create_task(sample_forever(Launches(up, keys, Settings()).queue_sizes, sample, 0.05, "q"))
+            task = asyncio.create_task(sample_forever(Launches(up, keys, Settings()).queue_sizes, sample, 0.05, "q",
+                                                      asyncio.Event()))
             await asyncio.wait_for(_until(lambda: sample.values), 10)
             task.cancel()
             assert sample.values == {"depth": 3, "claims": 2, "processing": 1}
             task = asyncio.create_task(sample_forever(Launches(down, keys, Settings()).queue_sizes, sample, 0.05,
-                                                      "the queue"))
+                                                      "the queue", asyncio.Event()))
             await asyncio.wait_for(_until(lambda: not sample.values), 10)
             await asyncio.sleep(0.3)  # more failures: still one warning
             task.cancel()
@@ -191,6 +198,34 @@ def test_the_sampler_reads_the_queue_and_clears_with_one_warning_while_redis_is_
         "Could not sample the queue for the metrics (ConnectionError); its gauges report nothing until it answers"]
 
 
+def test_a_sampler_that_lost_its_cancel_still_stops():
+    """redis-py's asyncio client (and `asyncio.wait_for`'s race in 3.11) now and then swallow a cancel; the
+    sampler then goes on, and a shutdown that only cancelled and awaited it would wait forever."""
+
+    async def main() -> None:
+        sample, stop, reads = Sample(), asyncio.Event(), []
+
+        async def read() -> dict[str, int]:
+            reads.append(1)
+            return {"depth": len(reads)}
+
+        async def cancel_lost() -> None:
+            try:
+                await sample_forever(read, sample, 0.01, "q", stop)
+            except asyncio.CancelledError:  # as if the cancel had been swallowed: the loop goes on
+                await sample_forever(read, sample, 0.01, "q", stop)
+
+        task = asyncio.create_task(cancel_lost())
+        await asyncio.wait_for(_until(lambda: len(reads) > 2), 10)
+        await asyncio.wait_for(stop_sampler(task, stop), 10)
+        assert task.done() and not task.cancelled()  # it ended by itself, on `stop`
+        done = len(reads)
+        await asyncio.sleep(0.05)
+        assert len(reads) == done  # and samples no more
+
+    asyncio.run(main())
+
+
 # -- the gateway's join outcomes, through its real app ---------------------------------------------
 
 
@@ -199,18 +234,10 @@ def gateway(metrics: GatewayMetrics, **knobs: Any) -> Iterator[tuple[Any, asynci
     """The real gateway app served by uvicorn in a thread, on the real Redis, with the test's metrics."""
     keys = Keys(f"test-{uuid.uuid4().hex[:10]}:")
     app = create_app(settings=Settings(**knobs), keys=keys, telemetry=False, metrics=metrics)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, what="the gateway in a thread")
     try:
-        yield app, loop, f"http://127.0.0.1:{port}"
+        with served_in_thread(app) as served:
+            yield served
     finally:
-        server.should_exit = True
-        thread.join(10)
-        loop.close()
         r = redis.Redis.from_url(REDIS_URL)
         for key in r.scan_iter(match=f"{keys.prefix}*"):
             r.delete(key)

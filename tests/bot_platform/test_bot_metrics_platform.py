@@ -127,6 +127,12 @@ def test_every_instrument_counts_what_the_platform_did_and_carries_no_id(metered
     platform.redis.rpush(platform.keys.launch_queue, "[" * 1000)
     wait_for(lambda: platform.redis.llen(platform.keys.dead_letter) == 1, what="the poison job dead-lettered")
     wait_for(lambda: not platform.cold_bots(), what="the cold bots to exit")
+
+    def gateway_saw_it_all_done() -> bool:
+        last = {n: ps[-1].value for f in _files(platform, "bot-gateway") for n, ps in read_metrics(f).items()}
+        return all(last.get(f"bot.queue.{n}") == 0 for n in ("depth", "claims", "processing"))
+
+    wait_for(gateway_saw_it_all_done, what="the gateway's queue gauges at 0")
     platform.stop_all()  # each service's last collection lands in its file at exit
 
     # -- what the gateway exported -------------------------------------------------------------------
@@ -147,13 +153,12 @@ def test_every_instrument_counts_what_the_platform_did_and_carries_no_id(metered
     dispatches = _by(operator, "bot.dispatches", "outcome")
     assert dispatches["warm"] + dispatches["cold"] == 3 and dispatches["warm"] >= 1 and dispatches["cold"] >= 1
     assert dispatches["requeued"] >= 1 and dispatches["dead_lettered"] == 1
-    assert set(dispatches) <= {"warm", "cold", "requeued", "dead_lettered"}
     assert _by(operator, "bot.dispatch.duration", "outcome", "count") == dispatches
     joined = _last(operator, "bot.join.duration")
     assert sum(p.count for p in joined.values()) == 3 and all(p.value > 0 for p in joined.values())
     assert {dict(a)["mode"] for a in joined} == {"warm", "cold"} and next(iter(joined.values())).unit == "s"
     assert max(p.value for p in operator["bot.cold_slot.usage"]) == 1
-    assert operator["bot.operator.count"][-1].value == 1
+    assert max(p.value for p in operator["bot.operator.count"]) == 1  # itself
 
     # -- what the runners exported: the warm runner and each cold bot, a file each ------------------
     runner_files = _files(platform, "bot-runner")

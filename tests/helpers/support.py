@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import select
 import socket
@@ -11,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.demo.harness import free_port  # noqa: F401 - one definition, re-exported for the tests
+from bot.demo.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,3 +144,23 @@ class TcpProxy:
             client.close()
             if upstream is not None:
                 upstream.close()
+
+
+@contextlib.contextmanager
+def served_in_thread(app: Any) -> Iterator[tuple[Any, asyncio.AbstractEventLoop, str]]:
+    """An ASGI app served by uvicorn on a loopback port in a thread of this process: a test can reach into the
+    app's own state (its Redis pool, its metrics) while it answers real HTTP."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, what="the app in a thread")
+    try:
+        yield app, loop, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        loop.close()
