@@ -117,6 +117,11 @@ class Dispatch:
                 logger.info("Launch %s is already running (job delivered again); not starting a second bot",
                             job.launchId)
             return "done"
+        if claim.outcome == "orphan":
+            logger.warning("Launch %s reads running (attempt %d) but its bot renews nothing (a take a failover kept, "
+                           "its bot gone); left for recovery, claimed again once its lock lapses", job.launchId,
+                           claim.attempt)
+            return "retry"
         if claim.outcome == "ended":
             logger.info("Launch %s ended before it started (%s); nothing to start", job.launchId, claim.reason)
             return "done"

@@ -7,7 +7,8 @@ Each join is one trace rooted here; the caller's ids enter baggage here and nowh
 A caller's `traceparent` is linked, not continued (`BOT_EDGE_TRACE`); CORS and `Server-Timing`: `bot.edge`.
 A join's answer carries a telemetry token, with which the page sends its own log records to `POST /v1/logs`
 (`bot.log_relay`).
-Overload is 429 with Retry-After; 503 means Redis does not answer.
+Overload is 429 with Retry-After; 503 (with Retry-After too) means Redis does not answer, or no replica
+confirmed the join in time (`BOT_REPLICA_WAIT_MS`): a 202 is a promise a failover cannot undo (`bot.replicas`).
 Every answer to `/join` is counted by its outcome, and the queue's lengths sampled, for the metrics (`bot.metrics`).
 """
 
@@ -39,6 +40,7 @@ from bot.launches import STATUSES, Launches
 from bot.log_relay import LogRelay
 from bot.metrics import JOIN_OUTCOME, GatewayMetrics, JoinOutcomes, sample_every_s, sample_forever, stop_sampler
 from bot.models import AdminRequest, Job, JoinRequest, LeaveRequest
+from bot.replicas import NotReplicatedError
 from bot.service import REDIS_ERRORS, pool_exhausted, redis_client, setup_telemetry
 from bot.settings import Settings
 from bot.signals import stop_following
@@ -55,12 +57,16 @@ tracer = trace.get_tracer(__name__)
 
 RETRY_AFTER_BUSY_S = 1  # every pooled connection was busy: try again soon
 RETRY_AFTER_FULL_S = 5  # the launch queue is at BOT_MAX_QUEUE: operators need a while
+RETRY_AFTER_DOWN_S = 2  # Redis does not answer: a Sentinel failover takes a few seconds
+RETRY_AFTER_UNREPLICATED_S = 1  # no replica confirmed the join: replication lags, or a failover is under way
+NOT_REPLICATED = "not confirmed by a replica in time; refused with 503"
 READY_TIMEOUT_S = 1.0
 RENEW_WARN_EVERY_S = 30.0
 LEFT_UNCONFIRMED = "left; the bot did not confirm"
 
-def _detail(status: int, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+def _detail(status: int, detail: str, launch_id: str | None = None, **headers: str) -> JSONResponse:
+    body = {"detail": detail} if launch_id is None else {"detail": detail, "launchId": launch_id}
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 class Answering:
@@ -78,8 +84,11 @@ class Answering:
         return time.monotonic() - self.last < self.RECENT_S
 
 
-async def redis_failed(exc: BaseException, answering: Answering) -> JSONResponse:
+async def redis_failed(exc: BaseException, answering: Answering, launch_id: str | None = None) -> JSONResponse:
     """429 while Redis answers and we are only busy, 503 when it does not answer.
+
+    `launch_id`: the join the failed call may still have queued (it failed after it was sent): named in the
+    answer, so its caller can ask for it (`GET /launches/{id}`) rather than meet it later unannounced.
 
     Busy: the pool had no free connection in time, or a call timed out while Redis kept answering
     (under load a saturated event loop makes a connect or read timeout fire).
@@ -87,9 +96,11 @@ async def redis_failed(exc: BaseException, answering: Answering) -> JSONResponse
     busy = pool_exhausted(exc) or (isinstance(exc, (TimeoutError, RedisTimeoutError)) and answering.recently())
     if busy:
         logger.warning("Redis answers but the gateway is overloaded (%s); answering 429", type(exc).__name__)
-        return _detail(429, "the gateway is overloaded; try again shortly", **{"Retry-After": str(RETRY_AFTER_BUSY_S)})
+        return _detail(429, "the gateway is overloaded; try again shortly", launch_id,
+                       **{"Retry-After": str(RETRY_AFTER_BUSY_S)})
     logger.error("Redis unavailable: %s", type(exc).__name__)
-    return _detail(503, "the launch queue (Redis) is unavailable; try again shortly")
+    return _detail(503, "the launch queue (Redis) is unavailable; try again shortly", launch_id,
+                   **{"Retry-After": str(RETRY_AFTER_DOWN_S)})
 
 
 async def _warm(client: Any, size: int) -> None:
@@ -206,7 +217,7 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             app.state.answering.ok()
         except OUTAGES as exc:
             return JSONResponse({"status": "unavailable", "detail": f"Redis does not answer ({type(exc).__name__})"},
-                                status_code=503)
+                                status_code=503, headers={"Retry-After": str(RETRY_AFTER_DOWN_S)})
         return JSONResponse({"status": "ready"})
 
     @app.post("/join", status_code=202)
@@ -227,15 +238,18 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
             payload = inject_payload(job.model_dump(exclude_none=True))
             try:
                 outcome = await launches.enqueue(job.pending_lock(), json.dumps(payload))
+            except NotReplicatedError:
+                _outcome(request, "unavailable")
+                return await unreplicated(launches, launch_id, where)
             except OUTAGES as exc:
-                answer = await redis_failed(exc, app.state.answering)
+                answer = await redis_failed(exc, app.state.answering, launch_id)
                 _outcome(request, "overloaded" if answer.status_code == 429 else "unavailable")
                 return answer
             app.state.answering.ok()
             _outcome(request, outcome)  # queued, taken or full
             if outcome == "taken":
                 logger.info("Join refused: room %s already has a launch", where)
-                return _detail(409, "this room already has a bot")
+                return _detail(409, "this room already has a bot")  # never whose: its ids are not the caller's
             if outcome == "full":
                 logger.warning("Join refused: the launch queue holds %d launches", launches.settings.max_queue)
                 return _detail(429, "too many launches are waiting; try again shortly",
@@ -250,6 +264,18 @@ def create_app(*, settings: Settings | None = None, keys: Keys | None = None, te
              "telemetryToken": token},
             status_code=202,
         )
+
+    async def unreplicated(launches: Launches, launch_id: str, where: str) -> JSONResponse:
+        """503: the join is on the master only. It is ended there; should a failover keep the join but lose
+        the ending, the launch id in the answer is how the caller finds it (`GET /launches/{id}`)."""
+        logger.warning("Join refused: no replica confirmed launch %s for room %s within %d ms", launch_id, where,
+                       launches.replicas.wait_ms)
+        try:
+            await launches.leave(launch_id, NOT_REPLICATED)
+        except OUTAGES as exc:
+            logger.warning("Could not end the unconfirmed launch %s (%s)", launch_id, type(exc).__name__)
+        return _detail(503, "the launch queue could not confirm the join on a replica; try again shortly", launch_id,
+                       **{"Retry-After": str(RETRY_AFTER_UNREPLICATED_S)})
 
     @app.get("/launches/{launch_id}")
     async def launch(launch_id: str, request: Request) -> JSONResponse:

@@ -124,8 +124,10 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 86400000)
 return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[2]), '+inf')
 """
 
-# KEYS: lock, record, claims, leave.
+# KEYS: lock, record, claims, leave, keepalive.
 # ARGV: launch id, operator id, lock ttl, expected attempt or '', pending lock, record ttl.
+# `orphan`: running, but its bot renews nothing (its take outlived a failover, the bot did not): once the lock
+# lapses (a live bot fences itself before that), the launch is claimed again.
 CLAIM = PRELUDE + """
 local rec = getjson(KEYS[2])
 if terminal(rec) then return {'ended', rec.reason or rec.status} end
@@ -141,7 +143,10 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
   save_record(KEYS[2], rec, 'ended', 'left before it started', ARGV[6])
   return {'ended', 'left before it started'}
 end
-if lock and lock.status == 'running' then return {'running', tostring(lock.attempt)} end
+if lock and lock.status == 'running' then
+  if redis.call('EXISTS', KEYS[5]) == 0 then return {'orphan', tostring(lock.attempt)} end
+  return {'running', tostring(lock.attempt)}
+end
 if ARGV[4] ~= '' and not holds(lock, ARGV[1], ARGV[4]) then return {'lost', ''} end
 if not lock then lock = cjson.decode(ARGV[5]) end
 local attempt = math.max(tonumber(lock.attempt) or 0, tonumber(rec and rec.attempt) or 0) + 1
@@ -176,6 +181,22 @@ local claimed = tonumber(rec.times.claimed) or lock.timestamp
 rec.times.started = math.min(math.max(tonumber(ARGV[9]) or lock.timestamp, claimed), lock.timestamp)
 save_record(KEYS[2], rec, 'running', nil, ARGV[8])
 return 'ok'
+"""
+
+# KEYS: lock, record, keepalive. ARGV: launch id, attempt, runner, lock ttl, record ttl.
+# Undo this runner's `take` that no replica confirmed: back to starting, so the operator gives the attempt up.
+UNTAKE = PRELUDE + """
+local lock = getjson(KEYS[1])
+if not holds(lock, ARGV[1], ARGV[2]) or lock.status ~= 'running' or lock.runner ~= ARGV[3] then return 0 end
+lock.status, lock.runner, lock.type, lock.timestamp = 'starting', nil, nil, now_ms() / 1000
+redis.call('SET', KEYS[1], cjson.encode(lock), 'PX', ARGV[4])
+redis.call('DEL', KEYS[3])
+local rec = getjson(KEYS[2])
+if rec and not terminal(rec) then
+  rec.runner, rec.type = nil, nil
+  save_record(KEYS[2], rec, 'starting', nil, ARGV[5])
+end
+return 1
 """
 
 # KEYS: lock. ARGV: launch id, attempt, lock ttl. The operator keeps a starting lock while a cold bot boots.
@@ -290,7 +311,7 @@ COLD_SLOTS_USED = PRELUDE + """
 return redis.call('ZCOUNT', KEYS[1], now_ms(), '+inf')
 """
 
-# KEYS: lock, record, leave, claims, admin. ARGV: launch id, leave ttl, record ttl.
+# KEYS: lock, record, leave, claims, admin. ARGV: launch id, leave ttl, record ttl, reason.
 LEAVE = PRELUDE + """
 local rec = getjson(KEYS[2])
 if not rec then return 'unknown' end
@@ -300,7 +321,7 @@ if rec.status == 'queued' and (not lock or (lock.launch_id == ARGV[1] and lock.s
   if lock then redis.call('DEL', KEYS[1]) end
   redis.call('HDEL', KEYS[4], ARGV[1])
   redis.call('DEL', KEYS[5])
-  save_record(KEYS[2], rec, 'ended', 'left before it started', ARGV[3])
+  save_record(KEYS[2], rec, 'ended', ARGV[4], ARGV[3])
   return 'ended'
 end
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])

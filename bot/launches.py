@@ -3,6 +3,9 @@
 Exactly once: every step compare-and-sets the room lock (launch, status, attempt); an operator claims
 an attempt before it dispatches and gives up on one by claiming again; only the bot's own `take` makes
 it running (the fencing check). The Lua scripts live in `bot.launch_scripts`.
+
+The steps a failover must not undo (enqueue, claim, take, keepalive) are acted on only once a replica has
+them (`bot.replicas`): otherwise `NotReplicatedError`, or for a take `unreplicated` (undone on the master).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from typing import Any
 
 from bot import launch_scripts as lua
 from bot.keys import Keys
+from bot.replicas import NotReplicatedError, Replicas
 from bot.settings import Settings
 
 STATUSES = ("queued", "starting", "running", "ended", "failed")
+LEFT = "left before it started"
 RENEW_BATCH = 500  # claims one RENEW_CLAIMS call renews
 
 
@@ -47,7 +52,7 @@ def _ms(seconds: float) -> int:
 class Claim:
     """What the operator got: `claimed` (with the attempt it now owns) or why it may not dispatch."""
 
-    outcome: str  # claimed | running | taken | ended | lost
+    outcome: str  # claimed | running | orphan | taken | ended | lost
     attempt: int = 0
     reason: str = ""
 
@@ -66,6 +71,8 @@ class Launches:
         self._force_end, self._hold = script(lua.FORCE_END), script(lua.HOLD)
         self._admin_push = script(lua.ADMIN_PUSH)
         self._cold_used = script(lua.COLD_SLOTS_USED)
+        self._untake = script(lua.UNTAKE)
+        self.replicas = Replicas(redis, settings.replica_wait_ms, settings.replica_gone_s)
 
     # -- the gateway ------------------------------------------------------------------------------
 
@@ -75,15 +82,21 @@ class Launches:
                 "room_url": room_url, "attempt": 0, "timestamp": time.time()}
 
     async def enqueue(self, lock: dict[str, Any], job: str) -> str:
-        """`queued`, `taken` (the room has a launch) or `full` (the queue is at `max_queue`)."""
+        """`queued`, `taken` (the room has a launch) or `full` (the queue is at `max_queue`).
+
+        `NotReplicatedError` when it is queued on the master only: the caller must not be told it was accepted."""
         k, s = self.keys, self.settings
         record = {"launchId": lock["launch_id"], "sessionId": lock["session_id"], "room": lock["room"],
                   "room_url": lock["room_url"], "status": "queued", "attempt": 0, "updated": time.time()}
-        done = await self._enqueue(
+        done, acked = await self.replicas.call(
+            self._enqueue,
             keys=[k.room_active(lock["room"]), k.launch_queue, k.claims, k.launch(lock["launch_id"])],
             args=[json.dumps(lock), job, _ms(s.pending_ttl_s), lock["launch_id"], json.dumps(record),
                   _ms(s.record_ttl_s), s.max_queue, k.queued_channel])
-        return {1: "queued", 0: "taken", -1: "full"}[int(done)]
+        outcome = {1: "queued", 0: "taken", -1: "full"}[int(done)]
+        if outcome == "queued" and not acked:
+            raise NotReplicatedError(f"launch {lock['launch_id']} queued, but no replica confirmed it")
+        return outcome
 
     async def renew_claims(self) -> int:
         """Renew every queued launch's room claim; the claims are read first so that each script declares every
@@ -135,7 +148,7 @@ class Launches:
             return None
         return value if isinstance(value, dict) else None
 
-    async def leave(self, launch_id: str) -> str:
+    async def leave(self, launch_id: str, reason: str = LEFT) -> str:
         """`unknown`, `ended` (it had not started, or had already ended), `failed`, or `leaving` (its bot was told)."""
         rec = await self.record(launch_id)
         if rec is None:
@@ -144,7 +157,7 @@ class Launches:
         return str(await self._leave(
             keys=[k.room_active(str(rec.get("room"))), k.launch(launch_id), k.leave(launch_id), k.claims,
                   k.admin_queue(launch_id)],
-            args=[launch_id, _ms(2 * self.settings.lock_ttl_s), _ms(self.settings.record_ttl_s)]))
+            args=[launch_id, _ms(2 * self.settings.lock_ttl_s), _ms(self.settings.record_ttl_s), reason]))
 
     async def push_admin(self, launch_id: str, message: str) -> str:
         """Queue an admin message for a live launch: `queued`, `unknown`, `ended`, `failed` or `full`."""
@@ -177,14 +190,21 @@ class Launches:
                                       args=[job_sha(raw), operator_id, _ms(self.settings.operator_ttl_s), raw]))
 
     async def claim(self, pending: dict[str, Any], operator_id: str, expected_attempt: int | None = None) -> Claim:
-        """pending -> starting with a new attempt. `expected_attempt`: give up on that one (it must still hold)."""
+        """pending -> starting with a new attempt. `expected_attempt`: give up on that one (it must still hold).
+
+        `NotReplicatedError` when no replica confirmed the new attempt: it must not be dispatched (a failover could
+        issue the same attempt number again)."""
         k, launch_id = self.keys, pending["launch_id"]
-        outcome, detail = await self._claim(
-            keys=[k.room_active(pending["room"]), k.launch(launch_id), k.claims, k.leave(launch_id)],
+        (outcome, detail), acked = await self.replicas.call(
+            self._claim,
+            keys=[k.room_active(pending["room"]), k.launch(launch_id), k.claims, k.leave(launch_id),
+                  k.room_keepalive(pending["room"])],
             args=[launch_id, operator_id, _ms(self.settings.lock_ttl_s),
                   "" if expected_attempt is None else str(expected_attempt), json.dumps(pending),
                   _ms(self.settings.record_ttl_s)])
-        if outcome in ("claimed", "running"):
+        if outcome == "claimed" and not acked:
+            raise NotReplicatedError(f"launch {launch_id}: attempt {detail} claimed, but no replica confirmed it")
+        if outcome in ("claimed", "running", "orphan"):
             return Claim(str(outcome), int(detail))
         return Claim(str(outcome), reason=str(detail))
 
@@ -233,20 +253,36 @@ class Launches:
     async def take(self, launch_id: str, attempt: int, room: str, runner: str, kind: str, keepalive: str,
                    started: float | None = None) -> str:
         """The fencing check: `ok` only for the attempt the operator is waiting for. `started`: when the runner
-        began this start (its clock; default now), kept in the record's `times`."""
+        began this start (its clock; default now), kept in the record's `times`.
+
+        `unreplicated`: it was ours, but no replica confirmed it; undone (back to starting), so the bot must
+        not join and the operator gives the attempt up."""
         k, s = self.keys, self.settings
-        return str(await self._take(
+        outcome, acked = await self.replicas.call(
+            self._take,
             keys=[k.room_active(room), k.launch(launch_id), k.room_keepalive(room), k.leave(launch_id)],
             args=[launch_id, str(attempt), runner, kind, _ms(s.lock_ttl_s), keepalive, _ms(3 * s.keepalive_s),
-                  _ms(s.record_ttl_s), repr(time.time() if started is None else started)]))
+                  _ms(s.record_ttl_s), repr(time.time() if started is None else started)])
+        if outcome == "ok" and not acked:
+            await self._untake(keys=[k.room_active(room), k.launch(launch_id), k.room_keepalive(room)],
+                               args=[launch_id, str(attempt), runner, _ms(s.lock_ttl_s), _ms(s.record_ttl_s)])
+            return "unreplicated"
+        return str(outcome)
 
     async def keepalive(self, launch_id: str, attempt: int, room: str, keepalive: str, cold: bool) -> bool:
-        """Renew the lock, then write the keepalive value: both or neither, and only while it is ours."""
+        """Renew the lock, then write the keepalive value: both or neither, and only while it is ours.
+
+        `NotReplicatedError` when no replica confirmed the renewal: the bot's fence must not count it (after a
+        failover the lock lives only as long as the replica's copy says)."""
         k, s = self.keys, self.settings
-        return bool(await self._keepalive(
+        ours, acked = await self.replicas.call(
+            self._keepalive,
             keys=[k.room_active(room), k.room_keepalive(room), k.cold_slots],
             args=[launch_id, str(attempt), _ms(s.lock_ttl_s), keepalive, _ms(3 * s.keepalive_s),
-                  "1" if cold else "0"]))
+                  "1" if cold else "0"])
+        if ours and not acked:
+            raise NotReplicatedError(f"launch {launch_id}: lock renewed, but no replica confirmed it")
+        return bool(ours)
 
     async def release(self, launch_id: str, attempt: int, room: str, status: str, reason: str = "") -> bool:
         k = self.keys

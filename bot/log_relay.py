@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 RELAY_PATH = "/v1/logs"
 DEFAULT_SERVICE = "web-client"
 RELAYED_BY = "otel_session.relayed_by"  # resource attribute: the gateway that vouched for the session id
+NO_TELEMETRY_RETRY_S = 60  # a gateway without telemetry stays so until it is restarted configured
 JSON_TYPES = frozenset({"application/json"})
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 
@@ -404,7 +405,8 @@ class LogRelay:
             if records and (wait := self.rate.take(claims.launch_id, len(records))) > 0:
                 return self._over_rate(wait)
             if otel_session.configured() is None:
-                return JSONResponse({"detail": "this gateway exports no telemetry"}, status_code=503)
+                return JSONResponse({"detail": "this gateway exports no telemetry"}, status_code=503,
+                                    headers={"Retry-After": str(NO_TELEMETRY_RETRY_S)})
             self.metrics.relay_accepted(await run_in_threadpool(self.export, records, claims))
             if protobuf:
                 return Response(ExportLogsServiceResponse().SerializeToString(),

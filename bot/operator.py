@@ -36,6 +36,7 @@ from bot.launcher import Launcher, ProcessLauncher
 from bot.launches import Launches, job_sha
 from bot.metrics import OperatorMetrics, sample_every_s, sample_forever, stop_sampler
 from bot.models import Job
+from bot.replicas import NotReplicatedError
 from bot.service import REDIS_ERRORS, redis_client, setup_telemetry
 from bot.settings import Settings
 from bot.signals import follow, stop_following
@@ -289,6 +290,9 @@ class Operator:
         began, outcome = time.monotonic(), "retried"  # unless it ends otherwise: left for a recovery pass
         try:
             outcome = await self.handle(raw)
+        except NotReplicatedError as exc:
+            logger.warning("Not dispatched: %s (a failover could undo it); the job stays in the processing list "
+                           "and the next recovery pass retries it", exc)
         except REDIS_ERRORS as exc:
             logger.warning("Redis failed while a launch was dispatched (%s); the job stays in the processing list "
                            "and the next recovery pass retries it", type(exc).__name__)

@@ -68,6 +68,8 @@ class Settings:
     telemetry_key: str | None = None  # BOT_TELEMETRY_KEY: signs telemetry tokens; unset, a key of this process
     max_telemetry_bytes: int = 1_048_576  # BOT_MAX_TELEMETRY_BYTES: `/v1/logs` bodies beyond get 413
     telemetry_rate: float = 200.0  # BOT_TELEMETRY_RATE: browser log records a second per token; beyond, 429
+    replica_wait_ms: float = 500.0  # BOT_REPLICA_WAIT_MS: how long a step waits for a replica (when there is one)
+    replica_gone_s: float = 60.0  # BOT_REPLICA_GONE_S: a replica that went away is still waited for this long
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

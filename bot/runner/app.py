@@ -58,9 +58,12 @@ def create_app(*, settings: Settings | None = None, telemetry: bool = True, keys
             except REDIS_ERRORS as exc:  # it serves anyway: /ready says 503 until Redis answers
                 logger.error("Warm runner %s could not join the standby pool (%s: %s)", self_url,
                              type(exc).__name__, exc)
+        keeper = asyncio.create_task(bots.keep_offered()) if self_url else None
         try:
             yield
         finally:
+            if keeper is not None:
+                keeper.cancel()
             await bots.close()
             await bots.redis.aclose()
             if tel is not None:
@@ -104,7 +107,7 @@ def create_app(*, settings: Settings | None = None, telemetry: bool = True, keys
         if bot is not None:
             return JSONResponse({"sessionId": job.sessionId, "launchId": job.launchId, "attempt": job.attempt,
                                  "pid": os.getpid()})
-        if outcome in ("draining", "full"):
+        if outcome in ("draining", "full", "unreplicated"):
             return JSONResponse({"detail": outcome}, status_code=503)
         return JSONResponse({"detail": outcome}, status_code=409)
 

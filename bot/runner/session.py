@@ -110,6 +110,9 @@ class BotSessions:
         self._taking: set[str] = set()  # launch ids whose `take` is in flight
         # the sessions that may still run: `busy` walks these, not the registry's ended ones (kept 10 minutes)
         self._live: dict[str, BotSession] = {}
+        self._reoffering: asyncio.Task[bool] | None = None
+        self._offering = asyncio.Lock()  # one count-then-push at a time: two would push the same free slot twice
+        self._started_at = time.monotonic()  # the last /start (or cold start) that arrived
 
     @property
     def runner_id(self) -> str:
@@ -141,6 +144,7 @@ class BotSessions:
 
     async def start(self, job: StartRequest, ctx: Context) -> tuple[str, BotSession | None]:
         """`ok` and the bot, or why not: draining | full | running | fenced | lost | left (or a Redis error)."""
+        self._started_at = time.monotonic()
         if self.draining:
             return "draining", None
         existing = self.sessions.get(job.launchId)
@@ -159,13 +163,15 @@ class BotSessions:
                                    kind="cold" if self.cold else "warm", keepalive=keepalive.model_dump_json(),
                                    started=began),
                 self.settings.start_timeout_s)
+        except REDIS_ERRORS:
+            self.reoffer()  # the operator popped our entry for this start: Redis failing must not lose it
+            raise
         finally:
             self._taking.discard(job.launchId)
         if outcome != "ok":
             with attach(ctx), session_of(job):
                 logger.warning("Start of attempt %d refused: %s", job.attempt, outcome)
-            with contextlib.suppress(*REDIS_ERRORS):  # popped for a start that will never come
-                await self._offer_freed_slot()
+            self.reoffer()  # popped for a start that will never come
             return outcome, None
         bot = BotSession(job, renewed=sent)
         self.sessions[job.launchId] = self._live[job.launchId] = bot
@@ -207,6 +213,8 @@ class BotSessions:
 
     async def close(self, reason: str = "runner stopped") -> None:
         self.draining = True
+        if self._reoffering is not None:
+            self._reoffering.cancel()
         await asyncio.gather(*(self.stop(lid, reason) for lid in list(self.sessions)), return_exceptions=True)
         await self.withdraw()
 
@@ -400,13 +408,45 @@ class BotSessions:
         if self.self_url:
             await self._retry("offer this runner again", None, self._offer_freed_slot)
 
-    async def _offer_freed_slot(self) -> None:
-        """One entry back into the pool, unless it already holds one per free slot (or we drain)."""
-        if not self.self_url or self.draining or self.busy >= self.slots:
-            return
+    async def keep_offered(self) -> None:
+        """An entry back for each free slot the pool lost (a failover can roll back an offer, or a pop without
+        its start): a warm runner never drops out of the pool for good. A shortfall counts once it outlived a
+        `/start` in flight (`start_timeout_s` with no start arriving): an entry popped for a start on its way is
+        not lost. Checked every `keepalive_s`; never raises."""
+        short_since: float | None = None
+        while True:
+            await asyncio.sleep(self.settings.keepalive_s)
+            with contextlib.suppress(*REDIS_ERRORS):
+                missing = await self._missing()
+                now = time.monotonic()
+                if missing <= 0:
+                    short_since = None
+                elif short_since is None or self._started_at >= short_since:
+                    short_since = now
+                elif now - short_since > self.settings.start_timeout_s:
+                    logger.warning("The standby pool lost %d entries of this runner; offering them again", missing)
+                    await self._offer_freed_slot()
+                    short_since = None
+
+    async def _missing(self) -> int:
+        """Free slots without a pool entry (0 when draining or not in the pool)."""
+        if not self.self_url or self.draining:
+            return 0
         listed = await _bounded(self.redis.lpos(self.keys.standby_pool, self.self_url, count=0))
-        if len(listed or []) < self.slots - self.busy:
-            await self.offer()
+        return self.slots - self.busy - len(listed or [])
+
+    def reoffer(self) -> None:
+        """Put a popped pool entry back, retrying in the background while Redis fails (a failover)."""
+        if self.self_url and (self._reoffering is None or self._reoffering.done()):
+            self._reoffering = asyncio.create_task(self._retry("offer this runner again", None,
+                                                               self._offer_freed_slot))
+
+    async def _offer_freed_slot(self) -> None:
+        """Entries back into the pool until it holds one per free slot (unless we drain)."""
+        async with self._offering:
+            if not self.self_url or self.draining or self.busy >= self.slots:
+                return
+            await self.offer(await self._missing())
 
     async def _retry(self, what: str, deadline: float | None, call: Any) -> bool:
         delay, warned = FIRST_RETRY_S, False

@@ -372,11 +372,31 @@ def test_ready_is_503_while_redis_is_unreachable_and_health_stays_ok(tmp_path, g
     try:
         service = down.start_gateway()
         assert get(down, "/health").json() == {"status": "ok"}
-        assert get(down, "/ready").status_code == 503
+        not_ready = get(down, "/ready")
+        assert not_ready.status_code == 503 and int(not_ready.headers["retry-after"]) > 0
         refused = down.join(room_url=_room())
         assert refused.status_code == 503 and "unavailable" in refused.json()["detail"]
+        assert int(refused.headers["retry-after"]) > 0
         wait_for(lambda: "Could not renew" in service.output(), what="the renewal warning")
         time.sleep(0.5)  # five more failed renewals: still one warning (rate-limited), and still serving
         assert service.output().count("Could not renew") == 1 and service.alive()
     finally:
         down.cleanup()
+
+
+def test_a_gateway_without_telemetry_refuses_browser_logs_with_503_and_retry_after(monkeypatch):
+    """The relay's one 503 (nothing to export into) says when to come back, as every 429 and 503 does."""
+    from tests.bot_platform.test_bot_log_relay import js_export, js_record
+
+    keys = Keys(f"test-{uuid.uuid4().hex[:10]}:")
+    with in_thread(Settings(telemetry_key="k" * 32), keys) as (_, _loop, url):
+        joined = httpx.post(f"{url}/join", json={"room_url": _room()}, timeout=10)
+        assert joined.status_code == 202, joined.text
+        monkeypatch.setattr("otel_session.configured", lambda: None)
+        refused = httpx.post(f"{url}/v1/logs", json=js_export(js_record("no exporter here")), timeout=10,
+                             headers={"authorization": f"Bearer {joined.json()['telemetryToken']}"})
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) > 0
+    r = redis.Redis.from_url(REDIS_URL)
+    for key in r.scan_iter(match=f"{keys.prefix}*"):
+        r.delete(key)
+    r.close()
