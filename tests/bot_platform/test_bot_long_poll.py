@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,14 +18,13 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-import uvicorn
 
 from bot.gateway import create_app
 from bot.keys import Keys
 from bot.launches import Launches
 from bot.settings import Settings
 from tests.helpers.bot_platform import REDIS_URL, Platform, run_with_redis
-from tests.helpers.support import free_port, wait_for
+from tests.helpers.support import served_in_thread, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
 STEPS = ("queued", "claimed", "started", "running")
@@ -68,21 +66,11 @@ class Gateway:
 @contextlib.contextmanager
 def gateway(**knobs: Any) -> Iterator[Gateway]:
     keys, settings = Keys(f"test-{uuid.uuid4().hex[:10]}:"), Settings(**knobs)
-    app = create_app(settings=settings, keys=keys, telemetry=False)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, what="the gateway in a thread")
-    gw = Gateway(app, loop, f"http://127.0.0.1:{port}", keys, settings)
-    wait_for(lambda: app.state.watch.subscribed, what="the status subscription")
     try:
-        yield gw
+        with served_in_thread(create_app(settings=settings, keys=keys, telemetry=False)) as (app, loop, url):
+            wait_for(lambda: app.state.watch.subscribed, what="the status subscription")
+            yield Gateway(app, loop, url, keys, settings)
     finally:
-        server.should_exit = True
-        thread.join(10)
-        loop.close()
         run_with_keys_cleared(keys)
 
 
