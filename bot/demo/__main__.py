@@ -31,7 +31,7 @@ from bot.demo.harness import REDIS_ERRORS, Deployment, wait_for
 from bot.settings import DEFAULT_REDIS_URL
 from bot.settings import redis_url as default_redis_url
 from otel_session import grants
-from otel_session.live.urls import safe_url
+from otel_session.live.urls import RedisURLError, parse, safe_url
 
 SERVICES = ("bot-gateway", "bot-operator", "bot-runner", "manifold")
 DRILL = "demo: fail this session"  # BOT_FAULT_MESSAGE: an admin message that makes a bot fail
@@ -324,6 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="export through a real OpenTelemetry Collector (built by `make collector`, needs Go) "
                              "started on free ports, its files in DIR/collector, and report from those")
     args = parser.parse_args(argv)
+    try:
+        parse(args.redis_url)  # a bad URL is one line (its password hidden), before anything starts
+    except RedisURLError as exc:
+        print(f"python -m bot.demo: {exc}", file=sys.stderr)
+        return 2
     directory: Path = args.log_dir or Path(tempfile.mkdtemp(prefix="otel-session-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
     code = run(args.redis_url, directory, args.view_port, args.view, args.collector)

@@ -76,6 +76,15 @@ def test_the_demo_says_how_to_start_redis_when_it_is_unreachable(tmp_path, how):
     assert f"Redis is not reachable at {unreachable}" in out.stdout and "scripts/ensure-redis.sh" in out.stdout
 
 
+def test_a_bad_redis_url_is_one_line_without_its_password_and_starts_nothing(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bot.demo", "--redis-url", "redis+cluster://u:s3cret-pw@/",
+                          "--log-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "Redis URL" in out.stderr
+    assert "s3cret-pw" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_demo_without_a_log_dir_makes_a_new_temporary_one(tmp_path):
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "TMPDIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-m", "bot.demo"], cwd=ROOT, env=env, capture_output=True, text=True,
