@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from bot import rooms
@@ -24,7 +23,7 @@ from bot.gateway import LEFT_UNCONFIRMED, create_app
 from bot.keys import Keys
 from bot.launches import Launches
 from bot.settings import Settings
-from tests.helpers.bot_platform import REDIS_URL, Platform
+from tests.helpers.bot_platform import Platform, clear_keys
 from tests.helpers.support import free_port, served_in_thread, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
@@ -360,10 +359,7 @@ def test_an_exhausted_redis_pool_gets_429_not_503():
         finally:
             asyncio.run_coroutine_threadsafe(pool.release(held), loop).result(5)
         assert httpx.post(f"{url}/join", json={"room_url": _room()}, timeout=10).status_code == 202
-    r = redis.Redis.from_url(REDIS_URL)
-    for key in r.scan_iter(match=f"{keys.prefix}*"):
-        r.delete(key)
-    r.close()
+    clear_keys(keys)
 
 
 def test_ready_is_503_while_redis_is_unreachable_and_health_stays_ok(tmp_path, gw):
@@ -396,7 +392,4 @@ def test_a_gateway_without_telemetry_refuses_browser_logs_with_503_and_retry_aft
         refused = httpx.post(f"{url}/v1/logs", json=js_export(js_record("no exporter here")), timeout=10,
                              headers={"authorization": f"Bearer {joined.json()['telemetryToken']}"})
         assert refused.status_code == 503 and int(refused.headers["retry-after"]) > 0
-    r = redis.Redis.from_url(REDIS_URL)
-    for key in r.scan_iter(match=f"{keys.prefix}*"):
-        r.delete(key)
-    r.close()
+    clear_keys(keys)

@@ -23,7 +23,7 @@ from bot.gateway import create_app
 from bot.keys import Keys
 from bot.launches import Launches
 from bot.settings import Settings
-from tests.helpers.bot_platform import REDIS_URL, Platform, run_with_redis
+from tests.helpers.bot_platform import REDIS_URL, Platform, clear_keys, run_with_redis
 from tests.helpers.support import served_in_thread, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
@@ -71,16 +71,7 @@ def gateway(**knobs: Any) -> Iterator[Gateway]:
             wait_for(lambda: app.state.watch.subscribed, what="the status subscription")
             yield Gateway(app, loop, url, keys, settings)
     finally:
-        run_with_keys_cleared(keys)
-
-
-def run_with_keys_cleared(keys: Keys) -> None:
-    import redis
-
-    r = redis.Redis.from_url(REDIS_URL)
-    for key in r.scan_iter(match=f"{keys.prefix}*"):
-        r.delete(key)
-    r.close()
+        clear_keys(keys)
 
 
 async def _claim(launches: Launches, launch_id: str) -> int:

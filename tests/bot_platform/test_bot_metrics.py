@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -29,7 +28,7 @@ from bot.metrics import (
     stop_sampler,
 )
 from bot.settings import Settings
-from tests.helpers.bot_platform import REDIS_URL
+from tests.helpers.bot_platform import REDIS_URL, clear_keys
 from tests.helpers.support import free_port, served_in_thread, wait_for
 
 ORIGIN = "https://app.example.test"
@@ -238,10 +237,7 @@ def gateway(metrics: GatewayMetrics, **knobs: Any) -> Iterator[tuple[Any, asynci
         with served_in_thread(app) as served:
             yield served
     finally:
-        r = redis.Redis.from_url(REDIS_URL)
-        for key in r.scan_iter(match=f"{keys.prefix}*"):
-            r.delete(key)
-        r.close()
+        clear_keys(keys)
 
 
 def _room() -> str:

@@ -93,6 +93,16 @@ def demo_env() -> dict[str, str]:
     return env
 
 
+def clear_keys(keys: Keys) -> None:
+    """Delete every key under a test's own prefix (any URL form: a Cluster's scan walks every master)."""
+    r = urls.client(REDIS_URL)
+    try:
+        for key in r.scan_iter(match=f"{keys.prefix}*"):
+            r.delete(key)
+    finally:
+        r.close()
+
+
 def run_with_redis(test: Callable[[Any, Keys], Awaitable[None]]) -> None:
     """Run an async test against the real Redis under its own key prefix, cleaned up after."""
     async def main() -> None:
