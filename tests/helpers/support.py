@@ -35,7 +35,8 @@ def otlp_records(directory: Path, by_time: bool = True) -> list[dict[str, Any]]:
     exported. Span and metrics lines hold none."""
     out = []
     for path in sorted(p for p in directory.glob("*.json*") if p.suffix in (".json", ".jsonl")):
-        for line in path.read_text().splitlines():
+        complete = path.read_text().split("\n")[:-1]  # a line still being written by a live service waits
+        for line in filter(None, complete):
             request = json.loads(line)
             for resource_logs in request.get("resourceLogs", ()):
                 resource = {a["key"]: a["value"]["stringValue"] for a in resource_logs["resource"]["attributes"]
