@@ -111,6 +111,14 @@ def test_defaults_and_level_names(prefix: str) -> None:
     assert grants.grant(session_id="s-1", level="15", prefix=prefix).levelno == 15
 
 
+def test_grants_made_within_one_millisecond_list_oldest_first(client: Any, prefix: str) -> None:
+    now = time.time()
+    made = [_grants.new_grant(session_id=f"s-{i}", now=now + i * 0.0001) for i in range(5)]
+    for grant in reversed(made):  # stored newest first: the order comes from the grants, not the hash
+        _grants.create(client, grant, "svc", prefix=prefix)
+    assert [g.id for g in grants.active(prefix=prefix)] == [g.id for g in made]
+
+
 def test_revoke_by_id_by_session_and_by_user(client: Any, prefix: str, audit_log: Records) -> None:
     a = grants.grant(session_id="s-1", prefix=prefix)
     b = grants.grant(session_id="s-1", level="INFO", prefix=prefix)

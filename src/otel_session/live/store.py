@@ -138,7 +138,7 @@ def new_grant(
     created = time.time() if now is None else now
     return Grant(
         id=new_id(), session_id=session_id, user_id=user_id, level=level_name(levelno),
-        expires_at=round(created + ttl, 3), created_at=round(created, 3), reason=reason, by=by,
+        expires_at=round(created + ttl, 3), created_at=round(created, 6), reason=reason, by=by,  # µs: oldest first
     )
 
 
