@@ -1,7 +1,8 @@
 """Real Redis topologies for tests: `redis-server` processes on loopback, on free ports, each in its own
 temporary directory, started and stopped by the test (no persistence: `--save "" --appendonly no`).
 
-`Cluster(masters=3)` is a Redis Cluster with no replicas (`.url` is `redis+cluster://...`);
+`Cluster(masters=3)` is a Redis Cluster with no replicas (`Cluster(replicas=1)`: one for each master; `.url` is
+`redis+cluster://...`);
 `Sentinel(sentinels=3)` is one master, one replica and its Sentinels (`.url` is `redis+sentinel://...`).
 Both are context managers; `stop()` is safe to call twice.
 """
@@ -114,22 +115,27 @@ class _Topology:
 
 
 class Cluster(_Topology):
-    """`masters` cluster nodes (no replicas), every slot covered; `node_timeout_ms` is `cluster-node-timeout`;
-    with `password`, every node requires it (and `url` carries it)."""
+    """`masters` cluster nodes and `replicas` replicas of each, every slot covered; `node_timeout_ms` is
+    `cluster-node-timeout`; with `password`, every node requires it (and `url` carries it)."""
 
-    def __init__(self, masters: int = 3, node_timeout_ms: int = 2000, password: str | None = None) -> None:
+    def __init__(self, masters: int = 3, node_timeout_ms: int = 2000, password: str | None = None,
+                 replicas: int = 0) -> None:
         super().__init__()
         self.password = password
         try:
-            for _ in range(masters):
+            for _ in range(masters * (1 + replicas)):
                 port = free_port(bus_offset=10000)
                 self.nodes.append(Node(self.base, port, "--cluster-enabled", "yes", "--cluster-config-file",
                                        str(self.base / str(port) / "nodes.conf"),
                                        "--cluster-node-timeout", str(node_timeout_ms), password=password))
             out = self.nodes[0].cli("--cluster", "create", *(f"{HOST}:{p}" for p in self.ports),
-                                    "--cluster-replicas", "0", "--cluster-yes", timeout=60)
+                                    "--cluster-replicas", str(replicas), "--cluster-yes", timeout=60)
             wait(lambda: all("cluster_state:ok" in n.cli("cluster", "info") for n in self.nodes), 30,
                  f"cluster_state:ok ({out[-500:]})")
+            if replicas:
+                wait(lambda: all(len(self.replicas_of(port)) == replicas and all(
+                    "master_link_status:up" in self.node(r).cli("info", "replication")
+                    for r in self.replicas_of(port)) for port in self.masters()), 30, "every replica in sync")
         except BaseException:
             self.stop()
             raise
@@ -143,18 +149,45 @@ class Cluster(_Topology):
         auth = f":{self.password}@" if self.password else ""
         return f"redis+cluster://{auth}" + ",".join(f"{HOST}:{p}" for p in self.ports) + "/"
 
+    def node(self, port: int) -> Node:
+        return next(n for n in self.nodes if n.port == port)
+
+    def _table(self) -> list[list[str]]:
+        live = next(n for n in self.nodes if n.proc.poll() is None)
+        return [line.split() for line in live.cli("cluster", "nodes").splitlines() if line.strip()]
+
+    @staticmethod
+    def _port(fields: list[str]) -> int:
+        return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+
+    def masters(self) -> list[int]:
+        """The ports of the masters that serve slots, as the cluster sees it now."""
+        return [self._port(f) for f in self._table() if "master" in f[2] and "fail" not in f[2] and f[8:]]
+
+    def replicas_of(self, port: int) -> list[int]:
+        table = self._table()
+        ids = {self._port(f): f[0] for f in table}
+        return [self._port(f) for f in table if "slave" in f[2] and f[3] == ids.get(port)]
+
     def owner(self, key: str) -> int:
-        """The port of the master that serves `key`'s slot."""
-        slot = int(self.nodes[0].cli("cluster", "keyslot", key).strip())
-        for line in self.nodes[0].cli("cluster", "nodes").splitlines():
-            fields = line.split()
-            if "master" not in fields[2]:
+        """The port of the master that serves `key`'s slot (as a live node sees it)."""
+        port = self.serving(key)
+        if port is None:
+            raise LookupError(f"no master serves the slot of {key!r}")
+        return port
+
+    def serving(self, key: str) -> int | None:
+        """Like `owner`, None while no master serves the slot (a failover)."""
+        live = next(n for n in self.nodes if n.proc.poll() is None)
+        slot = int(live.cli("cluster", "keyslot", key).strip())
+        for fields in self._table():
+            if "master" not in fields[2] or "fail" in fields[2]:
                 continue
             for span in fields[8:]:
                 low, _, high = span.partition("-")
                 if low.isdigit() and int(low) <= slot <= int(high or low):
-                    return int(fields[1].split("@")[0].rsplit(":", 1)[1])
-        raise LookupError(f"no master serves slot {slot}")
+                    return self._port(fields)
+        return None
 
 
 class Sentinel(_Topology):
