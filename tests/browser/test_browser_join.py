@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -76,6 +77,8 @@ def gateway_root(otlp: Any, trace_id: str) -> dict[str, Any]:
 def test_a_listed_origin_joins_from_the_browser_and_the_launch_runs(page, page_server, deploy):
     platform = deploy(page_server.origin)
     want = ids()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/launches/" in request.url else None)
     result = join_in(page, page_server, platform, **want)
 
     assert result["ok"], (result, page.console_lines)
@@ -86,6 +89,10 @@ def test_a_listed_origin_joins_from_the_browser_and_the_launch_runs(page, page_s
     shown = texts(page, "launch-id", "session-id", "trace-id", "status", "error")
     assert shown == {"launch-id": result["launchId"], "session-id": want["session"], "trace-id": result["traceId"],
                      "status": "running", "error": ""}
+    # the page follows its launch with long polls, one for each step (queued, starting, running), not a poll a tick
+    queries = [parse_qs(urlsplit(url).query) for url in asked]
+    assert 1 <= len(queries) <= 2, asked
+    assert all(q["wait_s"] and q["seen"][0] in ("queued", "starting") for q in queries), asked
 
 
 def test_an_unlisted_origin_is_refused_by_the_browser_and_never_reaches_redis(page, page_server, deploy):
@@ -171,7 +178,7 @@ def test_the_browsers_log_records_reach_the_export_once_under_the_joined_session
     result = join_in(page, page_server, platform, claim="someone-else", **want)
     assert result["ok"] and result["status"] == "running", (result, page.console_lines)
 
-    expected = {"joined", "status running", "a record that claims another session"}
+    expected = {"joined", "status queued", "status running", "a record that claims another session"}
     wait_for(lambda: expected <= {r["body"] for r in records_of(otlp, "web-client")}, 15,
              what="the page's records at the receiver")
     time.sleep(0.5)  # a second export of the same records would land by now

@@ -103,23 +103,31 @@ function traceOf(serverTiming) {
 
 const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function poll() {
+async function follow() {
+  // one long poll per status change (GET /launches/{id}?wait_s=N&seen=<status>): the gateway answers as soon as
+  // the status moves on, so the page learns of each step at once and sends a request per step, not per tick
   const finals = new Set(['running', 'ended', 'failed']);
-  for (let i = 0; i < 240; i++) {
+  const deadline = Date.now() + 60000;
+  while (Date.now() < deadline) {
+    const waitS = Math.max(1, Math.min(20, Math.ceil((deadline - Date.now()) / 1000)));
+    const query = '?wait_s=' + waitS + '&seen=' + encodeURIComponent(state.status);
     let status = null;
     try {
-      const reply = await fetch(gateway + '/launches/' + encodeURIComponent(state.launchId));
+      const reply = await fetch(gateway + '/launches/' + encodeURIComponent(state.launchId) + query);
       if (reply.ok) status = (await reply.json()).status;
     } catch (err) {
       status = null;
     }
-    if (status && status !== state.status) {
+    if (!status) {
+      await delay(1000);  // the gateway is away or refused: ask again a second later
+      continue;
+    }
+    if (status !== state.status) {
       state.status = status;
       show('status', status);
       log('status ' + status, { 'web.launch_status': status });
     }
     if (finals.has(status)) return status;
-    await delay(250);
   }
   return state.status;
 }
@@ -151,6 +159,8 @@ async function join() {
   state.launchId = answer.launchId;
   state.sessionId = answer.sessionId;
   state.traceId = answer.traceId;
+  state.status = answer.status || 'queued';
+  show('status', state.status);
   state.serverTiming = reply.headers.get('Server-Timing');
   window.__serverTiming = state.serverTiming;
   const timing = traceOf(state.serverTiming);
@@ -161,9 +171,10 @@ async function join() {
   show('server-timing-trace', timing ? timing.traceId : '');
   if (answer.telemetryToken) startLogs(answer.telemetryToken);
   log('joined', { 'web.event': 'joined', 'web.server_timing_trace': timing ? timing.traceId : '' });
+  log('status ' + state.status, { 'web.launch_status': state.status });
   const claim = params.get('claim');
   if (claim) log('a record that claims another session', { 'web.event': 'claim', 'session.id': claim });
-  const status = await poll();
+  const status = await follow();
   await window.__flushLogs();
   return { ok: true, launchId: state.launchId, sessionId: state.sessionId, traceId: state.traceId,
            serverTiming: state.serverTiming, serverTimingTrace: timing, status };
