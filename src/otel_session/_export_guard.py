@@ -167,6 +167,8 @@ class RetryingExporter(LogRecordExporter):
         self._lost_before = 0  # counts.lost when all was last well: what a warning counts from
         self._lost_at_success = 0  # counts.lost at the last successful export
         self._warned = False
+        self._shut_lock = threading.Lock()
+        self._inner_shut = False
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
         if self._pid != os.getpid():  # a forked child (the SDK restarts its worker there): locks of its own
@@ -191,6 +193,8 @@ class RetryingExporter(LogRecordExporter):
             if self._stopping.is_set() or remaining <= 0:
                 self.counts.given_up(len(batch))
                 self._warn_once()
+                if self._stopping.is_set():
+                    self._shut_inner()  # shutdown in an outage: the batches after this one fail at once
                 return result
             self._warn_once()
             if self._stopping.wait(min(pause * random.uniform(0.8, 1.2), remaining)):  # the last at the deadline
@@ -236,11 +240,25 @@ class RetryingExporter(LogRecordExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
 
-    def shutdown(self) -> None:
-        """The batch processor calls this once its worker finished, or it gave up waiting (an outage): the
-        batch being tried is given up, and what is still queued will never be exported; both are counted."""
+    def closing(self) -> None:
+        """Shutdown begins (before the batch processor's last flush): no more retries. The last flush drains
+        the queue into a Collector that is there; its first failed try (within the SDK exporter's
+        `OTEL_EXPORTER_OTLP_TIMEOUT`) shuts the SDK exporter down, so the rest is given up (counted) at once
+        instead of each batch taking that timeout while a service is being stopped."""
         self._stopping.set()
+
+    def _shut_inner(self) -> None:
+        with self._shut_lock:
+            if self._inner_shut:
+                return
+            self._inner_shut = True
         self.inner.shutdown()  # type: ignore[no-untyped-call]  # ends the SDK's own retries too
+
+    def shutdown(self) -> None:
+        """The batch processor calls this once its worker finished, or it gave up waiting: the batch being
+        tried is given up, and what is still queued will never be exported; both are counted."""
+        self._stopping.set()
+        self._shut_inner()
         if self._busy.acquire(timeout=SHUTDOWN_WAIT_S):  # the batch being tried is given up and counted
             self._busy.release()
         left = self.queued() if self.queued is not None else 0
@@ -248,12 +266,27 @@ class RetryingExporter(LogRecordExporter):
             self.counts.given_up(left)
 
 
+class _ClosingBatchProcessor(BatchLogRecordProcessor):
+    """The SDK's batch processor, which tells a `RetryingExporter` that shutdown began before its last flush."""
+
+    def __init__(self, exporter: LogRecordExporter, retrying: RetryingExporter) -> None:
+        super().__init__(exporter)
+        self._retrying = retrying
+
+    def shutdown(self) -> None:
+        self._retrying.closing()
+        super().shutdown()
+
+
 def batch_processor(exporter: LogRecordExporter, name: str, counts: ExportCounts = COUNTS) -> BatchLogRecordProcessor:
     """The SDK's batch processor (its settings from `OTEL_BLRP_*`) over `exporter` counted as `name`, its
     queue-full drops counted too."""
-    processor = BatchLogRecordProcessor(CountingExporter(exporter, name, counts))
+    counted = CountingExporter(exporter, name, counts)
     if isinstance(exporter, RetryingExporter):
+        processor: BatchLogRecordProcessor = _ClosingBatchProcessor(counted, exporter)
         exporter.queued = _sdk.queue_length(processor)
+    else:
+        processor = BatchLogRecordProcessor(counted)
     if not _sdk.count_queue_drops(processor, counts.queue_full):
         log.warning("otel_session: this opentelemetry-sdk's batch processor has an unknown shape: records its "
                     "full queue drops are not counted in Telemetry.export_stats()")

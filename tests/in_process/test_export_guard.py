@@ -5,15 +5,17 @@ tests/collector/test_collector_blink.py)."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from opentelemetry._logs import LogRecord
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.sdk._logs import ReadWriteLogRecord
+from opentelemetry.sdk._logs import LoggerProvider, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 
-from otel_session._export_guard import ExportCounts, RetryingExporter
+from otel_session._export_guard import ExportCounts, RetryingExporter, batch_processor
 from tests.helpers.collector import free_port
+from tests.helpers.support import wait_for
 
 
 class Lines(logging.Handler):
@@ -52,3 +54,23 @@ def test_a_batch_still_refused_after_its_budget_is_given_up_counted_and_warned_o
     exporter.shutdown()
     assert counts.stats().dropped_export == 12 and counts.stats().lost == 16
     assert len([r for r in lines if r.levelno == logging.WARNING]) == 1
+
+
+def test_a_shutdown_during_an_outage_gives_the_queue_up_at_once_counted(lines) -> None:
+    """Stopping a service while its Collector is away takes a moment, not the export budget per batch (the
+    OTLP exporter's own backoff, then ours): what is queued is given up and counted."""
+    counts = ExportCounts()
+    refused = OTLPLogExporter(endpoint=f"http://127.0.0.1:{free_port()}/v1/logs", timeout=3)  # its own backoff
+    exporter = RetryingExporter(refused, counts, budget_s=30, queue_size=2048)
+    provider = LoggerProvider()
+    provider.add_log_record_processor(batch_processor(exporter, "otlp", counts))
+    logger = provider.get_logger("outage")
+    for n in range(600):  # more than one batch (512), so more than the batch in flight is left
+        logger.emit(LogRecord(body=f"r{n}"))
+    wait_for(lambda: counts.stats().failing, 30, what="the first export to fail")
+    began = time.monotonic()
+    provider.shutdown()
+    took = time.monotonic() - began
+    assert took < 5, f"shutdown took {took:.1f} s"
+    stats = counts.stats()
+    assert (stats.exported, stats.dropped_export, stats.dropped_queue_full) == (0, 600, 0)
