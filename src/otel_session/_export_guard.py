@@ -275,7 +275,7 @@ class _ClosingBatchProcessor(BatchLogRecordProcessor):
 
     def shutdown(self) -> None:
         self._retrying.closing()
-        super().shutdown()
+        super().shutdown()  # type: ignore[no-untyped-call]
 
 
 def batch_processor(exporter: LogRecordExporter, name: str, counts: ExportCounts = COUNTS) -> BatchLogRecordProcessor:
