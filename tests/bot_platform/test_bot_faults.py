@@ -79,13 +79,17 @@ def test_a_second_operator_never_replays_a_live_operators_job(platform):
     frozen = platform.services[-1]
     # The first operator's /start must not time out while the runner is frozen, however slowly the second
     # operator starts on a loaded machine: a timeout would be a (correct) second attempt, not what is tested here.
-    platform.start_operator(BOT_START_TIMEOUT_S="90")
+    # Beats every 0.5 s (alive while it beat within 1.5 s): a starved machine may stall the first operator for
+    # a second without its death being (correctly) declared; the second recovers every 1.5 s. The starting
+    # lock outlives the wait (its lapse would, correctly, be a second attempt too).
+    slow = {"BOT_START_TIMEOUT_S": "90", "BOT_HEARTBEAT_S": "0.5", "BOT_LOCK_TTL_S": "10"}
+    platform.start_operator(**slow)
     platform.start_gateway()
     frozen.signal(signal.SIGSTOP)
     launch = _join(platform, sessionId="s-second")
     platform.wait_status(launch, "starting")
-    platform.start_operator(BOT_START_TIMEOUT_S="90")
-    time.sleep(1.5)  # five heartbeats of the second operator: time enough to (wrongly) replay the job
+    platform.start_operator(**slow)
+    time.sleep(3.5)  # seven heartbeats and two recoveries of the second: time enough to (wrongly) replay the job
     record = platform.record(launch)
     assert record["status"] == "starting" and record["attempt"] == 1
     frozen.signal(signal.SIGCONT)
