@@ -5,7 +5,9 @@ services against the master (`bot.demo.harness`; one warm runner), and times
 - `POST /join` to its 202 (the enqueue and its `WAIT`), `--joins` one after another and `--burst` at once;
 - `POST /join` to the launch running (also the claim's and the take's `WAIT`s), `--runs` one after another;
 first with the replica streaming, then with it killed (the master then has none, and waits for none).
-Prints p50 and p99 per case as a Markdown table. `python benchmarks/bench_replica_wait.py [--joins 300]`.
+`--cluster`: the same on a Redis Cluster of three masters with a replica each (`redis+cluster://`), the replica
+of the `{bot}` master killed for the second half. Prints p50 and p99 per case as a Markdown table.
+`python benchmarks/bench_replica_wait.py [--joins 300] [--cluster]`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.demo.harness import Deployment
+from tests.helpers.redis_topologies import Cluster
 from tests.helpers.sentinel import Failover, crash, url
 
 POLL_S = 0.005
@@ -70,22 +73,30 @@ def main() -> None:
     parser.add_argument("--joins", type=int, default=300)
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--cluster", action="store_true", help="a Redis Cluster (3 masters, a replica each)")
     args = parser.parse_args()
-    pair = Failover(sentinels=0)
+    topology: Cluster | Failover
+    if args.cluster:
+        topology = Cluster(masters=3, replicas=1)
+        redis_url = topology.url
+        replica = topology.node(topology.replicas_of(topology.owner("{bot}"))[0])
+    else:
+        topology = Failover(sentinels=0)
+        redis_url, replica = url(topology.master), topology.replica
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        dep = Deployment(Path(tmp), url(pair.master), name="bench", BOT_REPLICA_GONE_S="1")
+        dep = Deployment(Path(tmp), redis_url, name="bench", BOT_REPLICA_GONE_S="1")
         try:
             dep.start_runner()
             dep.start_operator(BOT_CONSOLE_LEVEL="ERROR")
             dep.start_gateway(BOT_CONSOLE_LEVEL="ERROR")
             results["with its replica (WAIT 1)"] = asyncio.run(_cases(dep.gateway_url, "a", args))
-            crash(pair.replica)
+            crash(replica)
             time.sleep(2.5)  # past BOT_REPLICA_GONE_S (1 s here): the master is alone for good
             results["replica dead (no WAIT)"] = asyncio.run(_cases(dep.gateway_url, "b", args))
         finally:
             dep.cleanup()
-            pair.stop()
+            topology.stop()
     print("| master | case | n | p50 ms | p99 ms | mean ms |\n| --- | --- | ---: | ---: | ---: | ---: |")
     for master, cases in results.items():
         for case, values in cases.items():

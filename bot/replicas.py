@@ -103,8 +103,9 @@ class Replicas:
             reply, acked = await pipe.execute(raise_on_error=False)
             if isinstance(reply, Exception):
                 raise reply
-            if isinstance(acked, Exception):  # the slot moved (a failover) while the step ran: unconfirmed
-                acked, node = 0, await self._node(keys[0])
+            now = await self._node(keys[0])
+            if isinstance(acked, Exception) or now.name != node.name:  # the slot moved while the step ran (a
+                acked, node = 0, now  # failover, a resharding): the WAIT was not on the write's connection
         if int(acked) >= 1:
             return reply, True
         return reply, not await self._expected(node, fresh=True)  # the replica is gone for good: as with none

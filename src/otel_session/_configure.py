@@ -29,7 +29,15 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from otel_session import _diagnostics, _sdk, _stdlib
 from otel_session._buffer import BufferSettings, BufferStats
-from otel_session._export_guard import COUNTS, CountingExporter, ExportStats, RetryingExporter, batch_processor
+from otel_session._export_guard import (
+    COUNTS,
+    Attempts,
+    CountingExporter,
+    ExportStats,
+    RetryingExporter,
+    batch_processor,
+    observed_session,
+)
 from otel_session._file_exporter import OtlpJsonFileExporter, OtlpJsonFileSpanExporter, log_dir
 from otel_session._handler import BridgeHandler
 from otel_session._levels import default_level, parse_level
@@ -216,7 +224,9 @@ def _build_pipeline(
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
-        built = RetryingExporter(OTLPLogExporter(), COUNTS)  # across a Collector's blink
+        attempts = None if _sdk.otlp_credential_provider() else Attempts()  # ours would replace its session
+        session = observed_session(attempts) if attempts is not None else None
+        built = RetryingExporter(OTLPLogExporter(session=session), COUNTS, attempts=attempts)  # across a blink
     return name, built, batch_processor(built, name), True
 
 

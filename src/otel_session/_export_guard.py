@@ -1,7 +1,7 @@
 """What leaves the process, counted, and the OTLP route across a Collector that blinks: every batch an exporter
 is handed is tallied by exporter (`ExportCounts`, read by `Telemetry.export_stats()` and the library's metrics);
 a batch the SDK's OTLP exporter gave up on is tried again for up to `OTEL_BLRP_EXPORT_TIMEOUT` (the SDK reads
-that setting but never applies it), and every record lost on the way (the batch queue full, a batch given up)
+that setting but never applies it) unless it would fail again (`Attempts`), and every record lost on the way (the batch queue full, a batch given up)
 is counted, with one warning per outage (docs/collector.md, "When the Collector blinks").
 
 Memory stays bounded by the SDK's queue: while a batch is retried the worker thread waits here, and new records
@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
@@ -145,6 +146,41 @@ def _env_int(name: str, default: int) -> int:
     return value if value > 0 else default
 
 
+class Attempts:
+    """What the OTLP exporter's requests got back, seen from the `requests.Session` it was given
+    (`observed_session`): whether a failed export is worth another try. A batch the Collector refused (a
+    4xx other than 408 and 429), or one the exporter never sent (it could not encode it, or it is over its
+    size limit), fails the same way every time."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.status: int | None = None  # of the last request; None when it got no answer
+
+    def final(self, sent_before: int) -> str | None:
+        """Why the export that began at `sent_before` requests must not be tried again; None if it may."""
+        if self.sent == sent_before:
+            return "the OTLP exporter sent nothing (it could not encode the batch, or it is over its size limit)"
+        status = self.status
+        if status is not None and 400 <= status < 500 and status not in (408, 429):
+            return f"the Collector refused them with HTTP {status}"
+        return None
+
+
+def observed_session(attempts: Attempts) -> Any:
+    """A `requests.Session` for the SDK's OTLP/HTTP exporter (its public `session=`) that tells `attempts`."""
+    import requests
+
+    class ObservedSession(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            attempts.sent += 1
+            attempts.status = None
+            response = super().request(*args, **kwargs)
+            attempts.status = response.status_code
+            return response
+
+    return ObservedSession()
+
+
 class RetryingExporter(LogRecordExporter):
     """Wraps the SDK's OTLP exporter: a batch it fails (after its own retries within
     `OTEL_EXPORTER_OTLP_TIMEOUT`) is tried again until `OTEL_BLRP_EXPORT_TIMEOUT` from its first try, or
@@ -152,9 +188,10 @@ class RetryingExporter(LogRecordExporter):
     export thread; the next comes only after an export succeeds again."""
 
     def __init__(self, inner: LogRecordExporter, counts: ExportCounts, *, budget_s: float | None = None,
-                 queue_size: int | None = None) -> None:
+                 queue_size: int | None = None, attempts: Attempts | None = None) -> None:
         self.inner = inner
         self.counts = counts
+        self.attempts = attempts  # what `inner`'s requests got back; None: every failure is tried again
         self.budget_s = (budget_s if budget_s is not None
                          else _env_int(OTEL_BLRP_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MS) / 1000)
         self.queue_size = queue_size if queue_size is not None else _env_int(OTEL_BLRP_MAX_QUEUE_SIZE,
@@ -169,6 +206,7 @@ class RetryingExporter(LogRecordExporter):
         self._warned = False
         self._shut_lock = threading.Lock()
         self._inner_shut = False
+        self._refusals_warned: set[str] = set()  # since the last export that succeeded
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
         if self._pid != os.getpid():  # a forked child (the SDK restarts its worker there): locks of its own
@@ -181,12 +219,17 @@ class RetryingExporter(LogRecordExporter):
         pause = PAUSE_S
         while True:
             tried = time.monotonic()
+            sent_before = self.attempts.sent if self.attempts is not None else 0
             try:
                 result = self.inner.export(batch)
             except Exception:  # the SDK's exporters return FAILURE; anything else is a failure too
                 result = LogRecordExportResult.FAILURE
             if result is LogRecordExportResult.SUCCESS:
                 self._succeeded()
+                return result
+            why = self.attempts.final(sent_before) if self.attempts is not None else None
+            if why is not None and not self._inner_shut:
+                self._refused(why, len(batch))
                 return result
             self._failed(tried)
             remaining = deadline - time.monotonic()
@@ -202,12 +245,25 @@ class RetryingExporter(LogRecordExporter):
                 return LogRecordExportResult.FAILURE
             pause = min(pause * 2, MAX_PAUSE_S)
 
+    def _refused(self, why: str, count: int) -> None:
+        """A batch that would fail again: given up at once, counted, one warning per reason until an export
+        succeeds (not an outage: the Collector answers)."""
+        self.counts.given_up(count)
+        self._lost_before += count  # not the outage warning's to count
+        self._lost_at_success += count
+        if why in self._refusals_warned:
+            return
+        self._refusals_warned.add(why)
+        log.warning("otel_session: %d log records given up without a retry: %s; counted in "
+                    "Telemetry.export_stats(); no further warning for this until an export succeeds", count, why)
+
     def _failed(self, tried: float) -> None:
         if self._down_since is None:
             self._down_since = tried  # when the first failed try began (the SDK's own retries take a while)
             self.counts.set_failing(True)
 
     def _succeeded(self) -> None:
+        self._refusals_warned.clear()
         lost = self.counts.lost
         down = self._down_since
         ended = down is not None or lost == self._lost_at_success  # an outage, or an overload, is over

@@ -221,3 +221,17 @@ def queue_length(processor: Any) -> Callable[[], int] | None:
     left there when its shutdown gives up waiting is never exported."""
     queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
     return queue.__len__ if isinstance(queue, collections.deque) else None
+
+
+def otlp_credential_provider() -> str | None:
+    """The credential provider the SDK's OTLP/HTTP log exporter loads its `requests.Session` from (its own
+    environment variables, private names), if one is set: then the exporter keeps that session."""
+    import os
+
+    from opentelemetry.sdk.environment_variables import (  # type: ignore[attr-defined]
+        _OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER,
+        _OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER,
+    )
+
+    return (os.environ.get(_OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER)
+            or os.environ.get(_OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER) or None)

@@ -175,3 +175,30 @@ def _value(value: AnyValue) -> Any:
 
 def _attributes(attributes: Any) -> dict[str, Any]:
     return {kv.key: _value(kv.value) for kv in attributes}
+
+
+class Answering:
+    """A loopback HTTP server that answers every POST with `status` and counts them."""
+
+    def __init__(self, status: int) -> None:
+        answering = self
+        self.posts = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                answering.posts += 1
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/logs"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

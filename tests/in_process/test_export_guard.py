@@ -13,8 +13,9 @@ from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 
-from otel_session._export_guard import ExportCounts, RetryingExporter, batch_processor
+from otel_session._export_guard import Attempts, ExportCounts, RetryingExporter, batch_processor, observed_session
 from tests.helpers.collector import free_port
+from tests.helpers.otlp import Answering
 from tests.helpers.support import wait_for
 
 
@@ -74,3 +75,46 @@ def test_a_shutdown_during_an_outage_gives_the_queue_up_at_once_counted(lines) -
     assert took < 5, f"shutdown took {took:.1f} s"
     stats = counts.stats()
     assert (stats.exported, stats.dropped_export, stats.dropped_queue_full) == (0, 600, 0)
+
+
+def _observed(status: int, budget_s: float) -> tuple[Answering, RetryingExporter, ExportCounts]:
+    server, counts, attempts = Answering(status), ExportCounts(), Attempts()
+    inner = OTLPLogExporter(endpoint=server.url, timeout=1, session=observed_session(attempts))
+    return server, RetryingExporter(inner, counts, budget_s=budget_s, attempts=attempts), counts
+
+
+def test_a_batch_the_collector_refuses_is_given_up_at_once_counted_and_warned_once_per_reason(lines) -> None:
+    server, exporter, counts = _observed(400, budget_s=30)
+    try:
+        batch = [ReadWriteLogRecord(LogRecord(body=f"r{n}")) for n in range(3)]
+        assert exporter.export(batch) is LogRecordExportResult.FAILURE
+        assert exporter.export(batch[:2]) is LogRecordExportResult.FAILURE
+        assert server.posts == 2  # one request a batch: a 400 is not tried again
+    finally:
+        server.close()
+    stats = counts.stats()
+    assert (stats.dropped_export, stats.exported, stats.outages) == (5, 0, 0)  # lost and counted; not an outage
+    warnings = [r.getMessage() for r in lines if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "3 log records given up without a retry" in warnings[0], warnings
+    assert "refused them with HTTP 400" in warnings[0]
+
+
+def test_a_batch_the_collector_cannot_take_now_is_tried_again(lines) -> None:
+    server, exporter, counts = _observed(503, budget_s=1.5)
+    try:
+        assert exporter.export([ReadWriteLogRecord(LogRecord(body="r"))]) is LogRecordExportResult.FAILURE
+        assert server.posts >= 2  # 503 is worth another try, until the budget
+    finally:
+        server.close()
+    assert counts.stats().dropped_export == 1 and counts.stats().outages == 1
+
+
+def test_what_an_export_attempt_says_about_trying_again() -> None:
+    attempts = Attempts()
+    assert attempts.final(0) is not None and "sent nothing" in str(attempts.final(0))  # never sent: never will be
+    attempts.sent, attempts.status = 1, None
+    assert attempts.final(0) is None  # no answer (refused connection, timeout): try again
+    for status, again in ((400, False), (401, False), (413, False), (408, True), (429, True), (500, True),
+                          (503, True)):
+        attempts.status = status
+        assert (attempts.final(0) is None) is again, status

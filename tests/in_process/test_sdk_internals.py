@@ -198,3 +198,15 @@ def test_the_batch_queues_drops_are_counted_where_the_sdk_drops_them():
     release.set()
     processor.shutdown()
     assert _sdk.count_queue_drops(object(), dropped.append) is False  # another shape: nothing counted, no error
+
+
+def test_the_otlp_exporters_credential_provider_variables_are_the_ones_we_read(monkeypatch):
+    """With one set, the SDK's OTLP/HTTP exporter loads its own session, and configure() leaves it that
+    session (its failures are then all retried, as they cannot be told apart)."""
+    for name in ("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+                 "OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER"):
+        monkeypatch.delenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER", raising=False)
+        monkeypatch.delenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_LOGS_CREDENTIAL_PROVIDER", raising=False)
+        assert _sdk.otlp_credential_provider() is None
+        monkeypatch.setenv(name, "corp-auth")
+        assert _sdk.otlp_credential_provider() == "corp-auth"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.otlp import OtlpReceiver
+from tests.helpers.otlp import Answering, OtlpReceiver
 from tests.helpers.support import ROOT
 
 
@@ -201,3 +201,34 @@ def test_the_exporters_own_requests_are_never_exported_back_into_the_pipeline(re
     records = receiver.log_records()
     assert [r["body"] for r in records] == [f"tick {n}" for n in range(5)]
     assert not [r for r in records if r["scope"].startswith("urllib3")]
+
+
+REFUSED = textwrap.dedent(
+    """
+    import json, logging, time
+    import otel_session
+
+    telemetry = otel_session.configure(exporter="otlp", metrics="none")
+    logging.getLogger("app.refused").warning("a record the Collector refuses")
+    time.sleep(2)  # the batch goes out after 100 ms; a retry would follow within a second
+    stats = telemetry.export_stats()
+    telemetry.shutdown()
+    print(json.dumps({"dropped_export": stats.dropped_export, "outages": stats.outages}))
+    """
+)
+
+
+def test_a_batch_the_collector_refuses_is_not_retried_through_configure():
+    server = Answering(400)
+    try:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env = {**clean, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": server.url, "OTEL_TRACES_EXPORTER": "none",
+               "OTEL_BLRP_SCHEDULE_DELAY": "100"}
+        out = subprocess.run([sys.executable, "-c", REFUSED], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert server.posts == 1, out.stderr  # configure()'s exporter saw the 400: no second try
+    finally:
+        server.close()
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"dropped_export": 1, "outages": 0}
+    assert out.stderr.count("given up without a retry: the Collector refused them with HTTP 400") == 1, out.stderr
