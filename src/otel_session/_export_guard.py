@@ -1,8 +1,9 @@
 """What leaves the process, counted, and the OTLP route across a Collector that blinks: every batch an exporter
 is handed is tallied by exporter (`ExportCounts`, read by `Telemetry.export_stats()` and the library's metrics);
 a batch the SDK's OTLP exporter gave up on is tried again for up to `OTEL_BLRP_EXPORT_TIMEOUT` (the SDK reads
-that setting but never applies it) unless it would fail again (`Attempts`), and every record lost on the way (the batch queue full, a batch given up)
-is counted, with one warning per outage (docs/collector.md, "When the Collector blinks").
+that setting but never applies it) unless it would fail again (`Attempts`), and every record lost on the way
+(the batch queue full, a batch given up) is counted, with one warning per outage (docs/collector.md, "When the
+Collector blinks").
 
 Memory stays bounded by the SDK's queue: while a batch is retried the worker thread waits here, and new records
 wait in the queue (`OTEL_BLRP_MAX_QUEUE_SIZE`), which drops its oldest when full. Nothing here runs on the
