@@ -241,9 +241,8 @@ class RetryingExporter(LogRecordExporter):
                     self._shut_inner()  # shutdown in an outage: the batches after this one fail at once
                 return result
             self._warn_once()
-            if self._stopping.wait(min(pause * random.uniform(0.8, 1.2), remaining)):  # the last at the deadline
-                self.counts.given_up(len(batch))  # shutdown
-                return LogRecordExportResult.FAILURE
+            # the last try at the deadline; shutdown cuts the pause short for one last try (a Collector back)
+            self._stopping.wait(min(pause * random.uniform(0.8, 1.2), remaining))
             pause = min(pause * 2, MAX_PAUSE_S)
 
     def _refused(self, why: str, count: int) -> None:

@@ -72,7 +72,7 @@ def test_a_shutdown_during_an_outage_gives_the_queue_up_at_once_counted(lines) -
     began = time.monotonic()
     provider.shutdown()
     took = time.monotonic() - began
-    assert took < 5, f"shutdown took {took:.1f} s"
+    assert took < 10, f"shutdown took {took:.1f} s"  # one last try (3 s at most here), not 30 s
     stats = counts.stats()
     assert (stats.exported, stats.dropped_export, stats.dropped_queue_full) == (0, 600, 0)
 
