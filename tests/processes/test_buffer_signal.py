@@ -213,8 +213,8 @@ def test_a_flush_that_raises_in_the_watcher_does_not_stop_it(otel_logs, tmp_path
         second = trace.get_current_span().get_span_context().trace_id
         log.debug("held")
     client.xadd(prefix + STREAM, {"key": wire_key(12345), "origin": "elsewhere"})
-    wait_for(lambda: calls, 2.5, interval=0.05, what="the first remote flush")
+    wait_for(lambda: calls, 10, interval=0.05, what="the first remote flush")
     client.xadd(prefix + STREAM, {"key": wire_key(second), "origin": "elsewhere"})
-    wait_for(lambda: telemetry.stats().flushed == 1, 2.5, interval=0.05, what="the watcher to go on")
+    wait_for(lambda: telemetry.stats().flushed == 1, 10, interval=0.05, what="the watcher to go on")
     assert STATE.live is not None and STATE.live.watcher.errors == 1
     client.close()
