@@ -212,6 +212,7 @@ class RetryingExporter(LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:  # type: ignore[override]
         if self._pid != os.getpid():  # a forked child (the SDK restarts its worker there): locks of its own
             self._busy, self._stopping, self._pid = threading.Lock(), threading.Event(), os.getpid()
+            self._shut_lock = threading.Lock()
         with self._busy:
             return self._export(batch)
 
