@@ -22,6 +22,12 @@ from bot.settings import Settings
 logger = logging.getLogger(__name__)
 
 MAX_LOC_PART = 64  # a field name in a 422 is cut here: an unknown field's name is the caller's text
+# An idle keep-alive connection: the services' servers close it after SERVER_KEEPALIVE_S (uvicorn's default), and
+# a service's own client (the operator's, to the runners) drops it well before, so it never sends a request on
+# a connection the server is closing at that moment (httpx's default expiry equals the server's: a `/start`
+# then failed with a ReadError, and its launch went to the next runner or cold).
+SERVER_KEEPALIVE_S = 5
+CLIENT_KEEPALIVE_S = 2.0
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from bot import dead_letters
 from bot.dispatch import Dispatch, LaunchError, cold_env
+from bot.http import CLIENT_KEEPALIVE_S
 from bot.keys import Keys
 from bot.launcher import Launcher, ProcessLauncher
 from bot.launches import Launches, job_sha
@@ -367,6 +368,12 @@ class Operator:
 # -- the process --------------------------------------------------------------------------------
 
 
+def runner_limits(settings: Settings) -> httpx.Limits:
+    """The operator's connections to the warm runners: an idle one is dropped before a runner would close it."""
+    return httpx.Limits(max_connections=4 * settings.max_jobs, max_keepalive_connections=settings.max_jobs,
+                        keepalive_expiry=CLIENT_KEEPALIVE_S)
+
+
 async def serve(stop: asyncio.Event | None = None, settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
     telemetry = setup_telemetry("bot-operator")
@@ -376,8 +383,7 @@ async def serve(stop: asyncio.Event | None = None, settings: Settings | None = N
         loop.add_signal_handler(sig, stop.set)
     redis = redis_client(settings)
     launches = Launches(redis, Keys.from_env(), settings)
-    limits = httpx.Limits(max_connections=4 * settings.max_jobs, max_keepalive_connections=settings.max_jobs)
-    async with httpx.AsyncClient(limits=limits) as http:
+    async with httpx.AsyncClient(limits=runner_limits(settings)) as http:
         # the `queued` subscription holds a connection of its own, never one a dispatch waits for
         signals = redis_client(replace(settings, redis_pool_size=1))
         operator = Operator(launches, ProcessLauncher(), http, signals=signals)

@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from bot.http import install_request_limits, validation_errors
+from bot.http import SERVER_KEEPALIVE_S, install_request_limits, validation_errors
 from bot.keys import Keys
 from bot.models import StartRequest
 from bot.runner.session import REDIS_ERRORS, BotSessions, Manifold
@@ -168,7 +168,8 @@ class DrainingServer(uvicorn.Server):
 
 def serve_warm(host: str, port: int, self_url: str, slots: int, settings: Settings) -> None:
     app = create_app(settings=settings, self_url=self_url, slots=slots)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                            timeout_keep_alive=SERVER_KEEPALIVE_S)
     server = DrainingServer(config, app)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

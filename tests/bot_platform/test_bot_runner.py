@@ -7,6 +7,7 @@ calls `/start` or starts a cold bot, so each fencing outcome can be set up exact
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
 import subprocess
@@ -491,3 +492,34 @@ def test_the_fault_drill_fails_a_cold_bot_too(platform):
     drilled(platform, launch, "s-cold-drill")
     assert not exported(platform, f"bot heard: {DRILL}")
     wait_for(lambda: not platform.cold_bots(), what="the cold bot to exit")
+
+
+def test_the_operator_never_reuses_a_runner_connection_the_runner_may_be_closing(platform):
+    """The operator's client drops an idle connection (`CLIENT_KEEPALIVE_S`) while the runner still keeps it
+    open: a `/start` is never sent on a connection the runner closes at that moment (a ReadError, a launch
+    sent to the next runner or cold)."""
+    from bot.http import CLIENT_KEEPALIVE_S
+    from bot.operator import runner_limits
+
+    url = platform.start_runner()
+
+    def local_port(reply: httpx.Response) -> int:
+        return int(reply.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+    with httpx.Client(limits=runner_limits(Settings())) as client:
+        first = local_port(client.get(f"{url}/health"))
+        assert local_port(client.get(f"{url}/health")) == first  # an idle connection is reused at once
+        time.sleep(CLIENT_KEEPALIVE_S + 0.5)
+        assert local_port(client.get(f"{url}/health")) != first  # and dropped once idle that long
+    # while the runner keeps an idle connection open longer than that
+    raw = http.client.HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=5)
+    try:
+        ports = []
+        for pause in (0, CLIENT_KEEPALIVE_S + 1.5):
+            time.sleep(pause)
+            raw.request("GET", "/health")  # on a connection the runner closed, this raises RemoteDisconnected
+            assert raw.getresponse().read() == b'{"status":"ok"}'
+            ports.append(raw.sock.getsockname()[1])
+        assert ports[0] == ports[1]  # the same connection: it stayed open
+    finally:
+        raw.close()
