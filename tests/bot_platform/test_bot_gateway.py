@@ -23,7 +23,7 @@ from bot.gateway import LEFT_UNCONFIRMED, create_app
 from bot.keys import Keys
 from bot.launches import Launches
 from bot.settings import Settings
-from tests.helpers.bot_platform import Platform, clear_keys
+from tests.helpers.bot_platform import Platform, claim_as_operator, clear_keys
 from tests.helpers.support import free_port, served_in_thread, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
@@ -78,14 +78,9 @@ def core(platform: Platform, step: Any) -> Any:
 
 async def run_bot(launches: Launches, launch_id: str) -> tuple[int, str]:
     """What the operator and a runner do for a launch, in one go: claim it, take the lock. (attempt, room)"""
-    rec = await launches.record(launch_id)
-    assert rec is not None
-    pending = Launches.pending_lock(launch_id=launch_id, session_id=rec["sessionId"], room=rec["room"],
-                                    room_url=rec["room_url"])
-    claim = await launches.claim(pending, "op-test")
-    assert claim.outcome == "claimed"
-    assert await launches.take(launch_id, claim.attempt, rec["room"], "test-runner", "warm", "{}") == "ok"
-    return claim.attempt, rec["room"]
+    attempt, rec = await claim_as_operator(launches, launch_id)
+    assert await launches.take(launch_id, attempt, rec["room"], "test-runner", "warm", "{}") == "ok"
+    return attempt, rec["room"]
 
 
 def queued_job(platform: Platform, launch_id: str) -> dict[str, Any]:

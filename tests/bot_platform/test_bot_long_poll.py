@@ -23,7 +23,7 @@ from bot.gateway import create_app
 from bot.keys import Keys
 from bot.launches import Launches
 from bot.settings import Settings
-from tests.helpers.bot_platform import REDIS_URL, Platform, clear_keys, run_with_redis
+from tests.helpers.bot_platform import REDIS_URL, Platform, claim_as_operator, clear_keys, run_with_redis
 from tests.helpers.support import served_in_thread, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
@@ -75,13 +75,7 @@ def gateway(**knobs: Any) -> Iterator[Gateway]:
 
 
 async def _claim(launches: Launches, launch_id: str) -> int:
-    rec = await launches.record(launch_id)
-    assert rec is not None
-    pending = Launches.pending_lock(launch_id=launch_id, session_id=rec["sessionId"], room=rec["room"],
-                                    room_url=rec["room_url"])
-    claim = await launches.claim(pending, "op-test")
-    assert claim.outcome == "claimed"
-    return claim.attempt
+    return (await claim_as_operator(launches, launch_id))[0]
 
 
 @pytest.fixture(scope="module")

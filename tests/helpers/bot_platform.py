@@ -14,6 +14,7 @@ import httpx
 from bot import rooms
 from bot.demo.harness import Deployment, Service, wait_for
 from bot.keys import Keys
+from bot.launches import Launches
 from bot.settings import redis_url
 from otel_session.live import urls
 from tests.helpers.collector import Collector
@@ -129,3 +130,14 @@ def admin(platform: Platform, launch_id: str, message: str) -> None:
     reply = httpx.post(f"{platform.gateway_url}/admin", json={"launchId": launch_id, "message": message},
                        headers={"authorization": f"Bearer {DRILL_TOKEN}"}, timeout=10)
     assert reply.status_code == 202, reply.text
+
+
+async def claim_as_operator(launches: Launches, launch_id: str) -> tuple[int, dict[str, Any]]:
+    """What an operator does first for a queued launch: claim its next attempt. (attempt, launch record)"""
+    rec = await launches.record(launch_id)
+    assert rec is not None
+    pending = Launches.pending_lock(launch_id=launch_id, session_id=rec["sessionId"], room=rec["room"],
+                                    room_url=rec["room_url"])
+    claim = await launches.claim(pending, "op-test")
+    assert claim.outcome == "claimed"
+    return claim.attempt, rec
