@@ -12,10 +12,9 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -30,7 +29,7 @@ from bot.launches import Launches
 from bot.models import Job
 from bot.settings import Settings, redis_url
 from tests.helpers.bot_platform import DRILL, DRILL_TOKEN, Platform, admin
-from tests.helpers.support import ROOT, TcpProxy, otlp_records, wait_for
+from tests.helpers.support import ROOT, LoopbackHTTP, TcpProxy, otlp_records, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.processes]  # and the folder's (tests/conftest.py)
 T = TypeVar("T")
@@ -319,7 +318,7 @@ def test_sigterm_leaves_the_pool_at_once_and_drains_live_sessions(rig):
 # -- the cold job ---------------------------------------------------------------------------------
 
 
-class FakeManifold:
+class FakeManifold(LoopbackHTTP):
     """Records what the bot asks (body and headers) and answers one streamed sentence."""
 
     def __init__(self) -> None:
@@ -338,16 +337,7 @@ class FakeManifold:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def cold_bot(rig: Rig, body: dict[str, Any], **env: str) -> subprocess.Popen[bytes]:

@@ -5,12 +5,11 @@ test can compare what the services sent with what the Collector wrote."""
 from __future__ import annotations
 
 import gzip
-import threading
 import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -27,6 +26,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tests.helpers.support import LoopbackHTTP
+
 _DECODERS: dict[str, tuple[type[Any], type[Any]]] = {
     "/v1/logs": (ExportLogsServiceRequest, ExportLogsServiceResponse),
     "/v1/traces": (ExportTraceServiceRequest, ExportTraceServiceResponse),
@@ -42,7 +43,7 @@ class Received:
     message: Any
 
 
-class OtlpReceiver:
+class OtlpReceiver(LoopbackHTTP):
     """Accepts OTLP/HTTP protobuf on `/v1/logs`, `/v1/traces` and `/v1/metrics`, like a Collector's otlp receiver;
     with `forward` (a Collector's OTLP/HTTP endpoint), every request also goes on to it, and the Collector's answer
     is the answer: a request it refused is not counted as received."""
@@ -96,18 +97,7 @@ class OtlpReceiver:
                 self.end_headers()
                 self.wfile.write(reply)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def of(self, path: str) -> list[Received]:
         return [r for r in self.requests if r.path == path]
@@ -177,7 +167,7 @@ def _attributes(attributes: Any) -> dict[str, Any]:
     return {kv.key: _value(kv.value) for kv in attributes}
 
 
-class Answering:
+class Answering(LoopbackHTTP):
     """A loopback HTTP server that answers every POST with `status` and counts them."""
 
     def __init__(self, status: int) -> None:
@@ -192,13 +182,5 @@ class Answering:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/logs"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url += "/v1/logs"

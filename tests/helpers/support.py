@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,22 @@ def otlp_records(directory: Path, by_time: bool = True) -> list[dict[str, Any]]:
 def iter_files_text(directory: Path) -> Iterator[str]:
     for path in sorted(directory.glob("*.jsonl")):
         yield path.read_text()
+
+
+class LoopbackHTTP:
+    """A stdlib HTTP server on a free loopback port, served from a daemon thread: `url`, `port`, `close()`.
+    A subclass hands in its request handler; the handler's access log lines are dropped."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        quiet = type(handler.__name__, (handler,), {"log_message": lambda self, *args: None})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), quiet)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class TcpProxy:
